@@ -346,3 +346,6 @@ fn random_suffix() -> String {
     );
     format!("{:016x}", h.finish())
 }
+
+pub mod chart;
+pub mod pod;

@@ -1,0 +1,1 @@
+//! Helpers for pod tests (podman pods driven from rendered manifests).
