@@ -143,3 +143,13 @@ if [ $DO_PODMAN = 1 ] && command -v podman >/dev/null; then
     && log "podman runtime: $out" || log "WARNING podman info failed: $out"
 fi
 log "done in $(( $(date +%s) - T0 ))s. Use: source $DIR/env.sh"
+
+# ---- 6. podman pod infra (appended by the pod tests/demo) -----------------
+# `podman pod create` builds its pause image locally from catatonit (no image
+# pull); podman only *recommends* catatonit, and the apt step above installs
+# without recommends.
+if [ $DO_APT = 1 ] && command -v podman >/dev/null && ! command -v catatonit >/dev/null; then
+  log "apt-get install catatonit (podman pod infra)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends catatonit >/dev/null
+fi
