@@ -1,0 +1,142 @@
+{{/*
+berth-lib: the berth configuration file (berth.yaml) and its ConfigMap.
+
+Secrets never go into the ConfigMap: a check's url/address may only carry a
+password as `${VAR}` (an env var the sidecar gets from a Secret through
+`env.<NAME>.valueFrom.secretKeyRef`) or `${file:/etc/berth/secret/<name>}`
+(a Secret key projected by `secretFiles`). A literal password fails the
+render with a message naming the check.
+*/}}
+
+{{- define "berth-lib.checkTypes" -}}
+postgres: url
+redis: url
+tcp: address
+http: url
+file: path
+process: command
+{{- end -}}
+
+{{/*
+checks (dict "settings" S "path" P) -> JSON list of enabled checks, sorted by
+name, each validated.
+*/}}
+{{- define "berth-lib.checks" -}}
+{{- $s := .settings -}}
+{{- $types := include "berth-lib.checkTypes" . | fromYaml -}}
+{{- $out := list -}}
+{{- range $name := keys ($s.checks | default dict) | sortAlpha -}}
+{{- $c := get $s.checks $name | default dict -}}
+{{- $p := printf "%s.checks.%s" $.path $name -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$" $name) -}}
+{{- fail (printf "%s: check names are lower-case letters, digits, '-' and '_'" $p) -}}
+{{- end -}}
+{{- if and (not (kindIs "invalid" (get $s.checks $name))) (ne (toString (dig "enabled" true $c)) "false") -}}
+{{- $type := toString ($c.type | default "") -}}
+{{- if not (hasKey $types $type) -}}
+{{- fail (printf "%s.type=%q: use one of postgres, redis, tcp, http, file, process" $p $type) -}}
+{{- end -}}
+{{- $target := get $types $type -}}
+{{- if not (get $c $target) -}}
+{{- fail (printf "%s.%s is required for a %s check" $p $target $type) -}}
+{{- end -}}
+{{- range $field := list "url" "address" -}}
+{{- $v := toString (get $c $field | default "") -}}
+{{- $userinfo := regexFind "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@" $v -}}
+{{- if and $userinfo (contains ":" (trimPrefix "//" (regexFind "//.*" $userinfo))) (not (contains "${" $userinfo)) -}}
+{{- fail (printf "%s.%s carries a literal password, which would land in a ConfigMap: write it as ${VAR} (env from a Secret via secretKeyRef) or ${file:/etc/berth/secret/NAME}" $p $field) -}}
+{{- end -}}
+{{- end -}}
+{{- $interval := include "berth-lib.millis" (dict "value" ($c.interval | default "5s") "path" (printf "%s.interval" $p)) | atoi -}}
+{{- $timeout := include "berth-lib.millis" (dict "value" ($c.timeout | default "2s") "path" (printf "%s.timeout" $p)) | atoi -}}
+{{- if ge $timeout $interval -}}
+{{- fail (printf "%s.timeout=%s must be shorter than %s.interval=%s" $p (toString ($c.timeout | default "2s")) $p (toString ($c.interval | default "5s"))) -}}
+{{- end -}}
+{{- if hasKey $c "maxAge" -}}
+{{- $_ := include "berth-lib.millis" (dict "value" $c.maxAge "path" (printf "%s.maxAge" $p)) -}}
+{{- end -}}
+{{- $check := dict "name" $name -}}
+{{- range $k, $v := $c -}}
+{{- if ne $k "enabled" -}}{{- $_ := set $check $k $v -}}{{- end -}}
+{{- end -}}
+{{- $out = append $out $check -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
+-> the berth.yaml text.
+*/}}
+{{- define "berth-lib.config" -}}
+{{- $s := .settings -}}
+{{- $checks := include "berth-lib.checks" . | fromJsonArray -}}
+{{- $names := list -}}
+{{- range $checks -}}{{- $names = append $names .name -}}{{- end -}}
+{{- range $w := $s.startup.waitFor | default list -}}
+{{- if not (has $w $names) -}}
+{{- fail (printf "%s.startup.waitFor names %q, which is not an enabled check in %s.checks" $.path $w $.path) -}}
+{{- end -}}
+{{- end -}}
+{{- range $w := $s.drain.waitUntilDown | default list -}}
+{{- if not (has $w $names) -}}
+{{- fail (printf "%s.drain.waitUntilDown names %q, which is not an enabled check in %s.checks" $.path $w $.path) -}}
+{{- end -}}
+{{- end -}}
+{{- $_ := include "berth-lib.seconds" (dict "value" $s.drain.delay "path" (printf "%s.drain.delay" .path)) -}}
+{{- $_ := include "berth-lib.seconds" (dict "value" $s.drain.timeout "path" (printf "%s.drain.timeout" .path)) -}}
+{{- $notify := $s.drain.notify | default (dict "type" "none") -}}
+{{- if not (has (toString $notify.type) (list "none" "signal" "http")) -}}
+{{- fail (printf "%s.drain.notify.type=%q: use none, signal or http" .path (toString $notify.type)) -}}
+{{- end -}}
+{{- if and (eq $notify.type "signal") (not $notify.process) -}}
+{{- fail (printf "%s.drain.notify.process is required when %s.drain.notify.type=signal" .path .path) -}}
+{{- end -}}
+{{- if and (eq $notify.type "http") (not $notify.url) -}}
+{{- fail (printf "%s.drain.notify.url is required when %s.drain.notify.type=http" .path .path) -}}
+{{- end -}}
+{{- $cfg := dict "listen" (printf "0.0.0.0:%d" (int $s.port)) "mode" (ternary "native" "regular" (eq .placement "native")) -}}
+{{- if $s.token -}}{{- $_ := set $cfg "token" $s.token -}}{{- end -}}
+{{- $_ := set $cfg "checks" $checks -}}
+{{- if $s.startup.waitFor -}}{{- $_ := set $cfg "startup" (dict "waitFor" $s.startup.waitFor) -}}{{- end -}}
+{{- $drain := dict "delay" $s.drain.delay "timeout" $s.drain.timeout "notify" $notify -}}
+{{- if $s.drain.waitUntilDown -}}{{- $_ := set $drain "waitUntilDown" $s.drain.waitUntilDown -}}{{- end -}}
+{{- $_ := set $cfg "drain" $drain -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+configMap (dict "root" $ "name" N "settings" S "path" P "kind" K
+           "labels" L "annotations" A)
+-> a ConfigMap holding berth.yaml, or nothing when berth is off for the pod.
+*/}}
+{{- define "berth-lib.configMap" -}}
+{{- $s := include "berth-lib.settings" . | fromJson -}}
+{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" .path "kind" .kind) -}}
+{{- if and $s.enabled (or (ne $placement "none") $s.wait.enabled) }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  {{- with .labels }}
+  labels:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+data:
+  berth.yaml: |
+    {{- include "berth-lib.config" (dict "root" .root "settings" $s "path" .path "placement" $placement) | nindent 4 }}
+{{- end }}
+{{- end -}}
+
+{{/* checksum (same dict as configMap) -> sha256 of the rendered berth.yaml, for a checksum/config pod annotation. */}}
+{{- define "berth-lib.checksum" -}}
+{{- $s := include "berth-lib.settings" . | fromJson -}}
+{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" .path "kind" .kind) -}}
+{{- include "berth-lib.config" (dict "root" .root "settings" $s "path" .path "placement" $placement) | sha256sum -}}
+{{- end -}}
