@@ -1,1 +1,6 @@
-fn main() {}
+//! The `berth` binary (skeleton; the CLI lands in the next commit).
+#![forbid(unsafe_code)]
+
+fn main() {
+    println!("berth {}", env!("CARGO_PKG_VERSION"));
+}
