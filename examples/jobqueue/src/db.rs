@@ -1,0 +1,167 @@
+//! PostgreSQL connections: URL handling, the pool, one-off connections.
+//!
+//! Seed 000 writes `DATABASE_URL` for SQLAlchemy (`postgresql+asyncpg://`);
+//! we accept that spelling and strip the driver suffix. The URL carries the
+//! password, so anything that might end up in a log goes through [`redact`].
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+/// `postgresql+asyncpg://…` → `postgresql://…`; rejects other schemes.
+pub fn normalise_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return Err("expected a URL like postgresql://user:password@host:5432/db".into());
+    };
+    let base = scheme
+        .split('+')
+        .next()
+        .unwrap_or(scheme)
+        .to_ascii_lowercase();
+    if base != "postgresql" && base != "postgres" {
+        return Err(format!(
+            "unsupported scheme {scheme:?}, expected postgresql://"
+        ));
+    }
+    let url = format!("postgresql://{rest}");
+    tokio_postgres::Config::from_str(&url).map_err(|_| {
+        // The parse error may echo parts of the URL: say what, not where.
+        "is not a valid PostgreSQL connection URL".to_string()
+    })?;
+    Ok(url)
+}
+
+/// The URL with any password replaced by `***` (safe to log).
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".into();
+    };
+    // userinfo ends at the last '@' before the first '/'.
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let tail = &rest[authority_end..];
+    // Query parameters may carry `password=`: drop the query entirely.
+    let tail = tail.split('?').next().unwrap_or(tail);
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..])
+        }
+        None => format!("{scheme}://{authority}{tail}"),
+    }
+}
+
+fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
+    let mut cfg = tokio_postgres::Config::from_str(url)
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(5));
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("jobqueue");
+    }
+    cfg.keepalives(true);
+    Ok(cfg)
+}
+
+/// A pool of up to `size` connections. Connections are made lazily and
+/// replaced when broken (e.g. after a PostgreSQL restart), so creating the
+/// pool never fails because the database is down.
+pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let cfg = config(url)?;
+    let manager = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            // `Fast` only checks `is_closed()`: a dead socket is noticed on
+            // first use and the caller retries. `Verified` would add a round
+            // trip to every checkout, which the worker's hot path cannot pay.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(Duration::from_secs(10)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .recycle_timeout(Some(Duration::from_secs(5)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the connection pool: {e}"))
+}
+
+/// One dedicated connection (LISTEN, advisory locks) with its driver task.
+pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let cfg = config(url)?;
+    let (client, connection) = cfg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// A dedicated connection whose asynchronous messages (NOTIFY) are
+/// forwarded to the returned channel.
+pub async fn connect_with_notifications(
+    url: &str,
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+)> {
+    use futures::StreamExt;
+    let cfg = config(url)?;
+    let (client, mut connection) = cfg.connect(NoTls).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "listen connection closed");
+                    break;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_sqlalchemy_scheme() {
+        assert_eq!(
+            normalise_url("postgresql+asyncpg://u:secret@db:5432/jobs").as_deref(),
+            Ok("postgresql://u:secret@db:5432/jobs")
+        );
+        assert_eq!(
+            normalise_url("postgres://u@db/jobs").as_deref(),
+            Ok("postgresql://u@db/jobs")
+        );
+        assert!(normalise_url("mysql://u@db/jobs").is_err());
+        assert!(normalise_url("nonsense").is_err());
+        let err = normalise_url("postgresql://u:hunter2@db:notaport/jobs").expect_err("bad port");
+        assert!(!err.contains("hunter2"));
+    }
+
+    #[test]
+    fn redaction_hides_passwords() {
+        let r = redact("postgresql://user:hunter2@db:5432/jobs?password=hunter2");
+        assert_eq!(r, "postgresql://user:***@db:5432/jobs");
+        assert_eq!(redact("postgresql://db/jobs"), "postgresql://db/jobs");
+        assert!(!redact("postgresql://u:p@ss@w@rd@db/x").contains("rd@"));
+    }
+}

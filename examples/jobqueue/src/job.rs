@@ -1,0 +1,220 @@
+//! The job record and the request to create one.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle of a job. A failed attempt with attempts left goes back to
+/// `Queued` (with a backoff `run_at`); `Dead` means attempts are exhausted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 5] = [
+        Status::Queued,
+        Status::Running,
+        Status::Succeeded,
+        Status::Dead,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Dead => "dead",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as stored (the API's representation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub status: Status,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub priority: i32,
+    pub run_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub idempotency_key: Option<String>,
+}
+
+/// Columns selected for [`Job::from_row`], in order.
+pub const JOB_COLUMNS: &str =
+    "id, queue, kind, payload, status, attempts, max_attempts, priority, \
+     run_at, created_at, updated_at, finished_at, last_error, idempotency_key";
+
+impl Job {
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, tokio_postgres::Error> {
+        let status: String = row.try_get(4)?;
+        Ok(Job {
+            id: row.try_get(0)?,
+            queue: row.try_get(1)?,
+            kind: row.try_get(2)?,
+            payload: row.try_get(3)?,
+            // The CHECK constraint guarantees a known value.
+            status: Status::parse(&status).unwrap_or(Status::Queued),
+            attempts: row.try_get(5)?,
+            max_attempts: row.try_get(6)?,
+            priority: row.try_get(7)?,
+            run_at: row.try_get(8)?,
+            created_at: row.try_get(9)?,
+            updated_at: row.try_get(10)?,
+            finished_at: row.try_get(11)?,
+            last_error: row.try_get(12)?,
+            idempotency_key: row.try_get(13)?,
+        })
+    }
+}
+
+/// A job to enqueue. `NewJob::new("sleep").payload(json!({"ms": 10}))`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewJob {
+    pub kind: String,
+    #[serde(default = "empty_object")]
+    pub payload: serde_json::Value,
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Not before this time (RFC 3339); default now.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: i32,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::json!({})
+}
+fn default_queue() -> String {
+    "default".into()
+}
+fn default_max_attempts() -> i32 {
+    5
+}
+
+pub const MAX_PRIORITY: i32 = 1_000_000;
+pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
+
+impl NewJob {
+    pub fn new(kind: impl Into<String>) -> Self {
+        NewJob {
+            kind: kind.into(),
+            payload: empty_object(),
+            queue: default_queue(),
+            priority: 0,
+            run_at: None,
+            max_attempts: default_max_attempts(),
+            idempotency_key: None,
+        }
+    }
+    pub fn payload(mut self, payload: serde_json::Value) -> Self {
+        self.payload = payload;
+        self
+    }
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
+    }
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
+        self
+    }
+    pub fn run_at(mut self, at: DateTime<Utc>) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Checks every field; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        validate_name(&self.kind).map_err(|m| format!("kind: {m}"))?;
+        validate_name(&self.queue).map_err(|m| format!("queue: {m}"))?;
+        if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
+            return Err(format!(
+                "max_attempts: must be between 1 and {MAX_ATTEMPTS_LIMIT}"
+            ));
+        }
+        if !(-MAX_PRIORITY..=MAX_PRIORITY).contains(&self.priority) {
+            return Err(format!(
+                "priority: must be between -{MAX_PRIORITY} and {MAX_PRIORITY}"
+            ));
+        }
+        if let Some(key) = &self.idempotency_key {
+            if key.is_empty() || key.len() > 255 {
+                return Err("idempotency_key: must be 1 to 255 bytes".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queue and kind names: 1–128 chars of `[A-Za-z0-9_.:-]`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+    {
+        return Err("may contain only letters, digits, '_', '-', '.', ':'".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_job_defaults_and_validation() {
+        let j: NewJob = serde_json::from_str(r#"{"kind":"noop"}"#).expect("valid");
+        assert_eq!(j, NewJob::new("noop"));
+        assert!(j.validate().is_ok());
+        assert!(NewJob::new("").validate().is_err());
+        assert!(NewJob::new("a b").validate().is_err());
+        assert!(NewJob::new("x").max_attempts(0).validate().is_err());
+        assert!(NewJob::new("x").priority(i32::MAX).validate().is_err());
+        assert!(serde_json::from_str::<NewJob>(r#"{"kind":"x","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<NewJob>(r#"{"kind":"x","run_at":"yesterday"}"#).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Schema migrations, embedded in the binary.
+//!
+//! `jobqueue migrate` may run from several pods at once (a Helm hook Job
+//! retried, two releases, an init container per replica). Every run takes a
+//! session-level `pg_advisory_lock` first, so runs serialise; each migration
+//! is applied in its own transaction together with its row in
+//! `jobqueue_migrations`, so a crash leaves either all or none of it.
+
+use tokio_postgres::Client;
+
+/// Advisory lock key for migrations ("jobqmigr" in ASCII).
+pub const MIGRATION_LOCK_KEY: i64 = 0x6a6f_6271_6d69_6772;
+
+/// (version, name, SQL). Append only: never edit an applied migration.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
+    1,
+    "jobs table, claim index, notify trigger",
+    r#"
+CREATE TABLE jobs (
+    id               bigserial PRIMARY KEY,
+    queue            text        NOT NULL DEFAULT 'default',
+    kind             text        NOT NULL,
+    payload          jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    status           text        NOT NULL DEFAULT 'queued'
+                     CHECK (status IN ('queued', 'running', 'succeeded', 'dead', 'cancelled')),
+    attempts         integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts     integer     NOT NULL DEFAULT 5 CHECK (max_attempts >= 1),
+    priority         integer     NOT NULL DEFAULT 0,
+    run_at           timestamptz NOT NULL DEFAULT now(),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    finished_at      timestamptz,
+    last_error       text,
+    -- Fencing token of the current lease: every write by a worker compares it,
+    -- so a worker whose lease expired (and whose job was re-claimed) can no
+    -- longer complete, fail or extend that job.
+    lease_token      bigint,
+    lease_expires_at timestamptz,
+    locked_by        text,
+    idempotency_key  text
+);
+
+-- Claim order: highest priority first, then oldest run_at, then id.
+CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, id) WHERE status = 'queued';
+-- Reaper: expired leases.
+CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE status = 'running';
+-- Reaper: retention of finished jobs.
+CREATE INDEX jobs_finished_idx ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+CREATE UNIQUE INDEX jobs_idempotency_key_idx ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
+
+-- Wake idle workers when jobs are inserted, whoever inserts them (API,
+-- library, plain SQL). One notification per queue per statement, not per
+-- row: a 10,000-row batch costs one NOTIFY.
+CREATE FUNCTION jobqueue_notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobqueue', q.queue)
+    FROM (SELECT DISTINCT queue FROM new_rows WHERE status = 'queued') AS q;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION jobqueue_notify_insert();
+
+-- The table churns (every job is inserted, updated twice, deleted): vacuum
+-- it eagerly so the claim index stays small.
+ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
+                      autovacuum_analyze_scale_factor = 0.02);
+"#,
+)];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+}
+
+/// Applies every pending migration. Returns the versions applied by this
+/// call (empty when the schema was already current).
+pub async fn run(client: &mut Client) -> anyhow::Result<Vec<i32>> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await?;
+    let result = apply_pending(client).await;
+    // Unlock even on failure; if the connection itself died, the server
+    // released the session lock already.
+    let _ = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK_KEY])
+        .await;
+    result
+}
+
+async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<i32>> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS jobqueue_migrations (
+                 version    integer PRIMARY KEY,
+                 name       text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM jobqueue_migrations", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut done = Vec::new();
+    for (version, name, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql)
+            .await
+            .map_err(|e| anyhow::anyhow!("migration {version} ({name}) failed: {e}"))?;
+        tx.execute(
+            "INSERT INTO jobqueue_migrations (version, name) VALUES ($1, $2)",
+            &[version, name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, name, "migration applied");
+        done.push(*version);
+    }
+    Ok(done)
+}
+
+/// The schema version in the database (0 when never migrated).
+pub async fn current_version(client: &Client) -> anyhow::Result<i32> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('jobqueue_migrations') IS NOT NULL", &[])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let v: Option<i32> = client
+        .query_one("SELECT max(version) FROM jobqueue_migrations", &[])
+        .await?
+        .get(0);
+    Ok(v.unwrap_or(0))
+}
