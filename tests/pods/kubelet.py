@@ -382,48 +382,49 @@ class Pod:
                 else:
                     os.chmod(mp, 0o777)
                 self.volumes[name] = ("volume", vol)
-            elif "configMap" in v or "secret" in v:
-                if "configMap" in v:
-                    src, table, ref = v["configMap"], self.kl.manifests.configmaps, v["configMap"].get("name")
+            elif "configMap" in v or "secret" in v or "projected" in v:
+                d = os.path.join(self.workdir, "vol-" + name)
+                os.makedirs(d, exist_ok=True)
+                if "projected" in v:
+                    mode = int(v["projected"].get("defaultMode", 0o644))
+                    sources = v["projected"].get("sources") or []
                 else:
-                    src, table, ref = v["secret"], self.kl.manifests.secrets, v["secret"].get("secretName")
-                if ref not in table:
-                    if src.get("optional"):
-                        table = {ref: {}}
-                    else:
-                        raise RuntimeError(f"volume {name}: {ref!r} not in the render")
-                data = table[ref]
-                d = os.path.join(self.workdir, "vol-" + name)
-                os.makedirs(d, exist_ok=True)
-                mode = int(src.get("defaultMode", 0o644))
-                items = src.get("items") or [{"key": k, "path": k} for k in data]
-                for it in items:
-                    if it["key"] not in data:
-                        raise RuntimeError(f"volume {name}: key {it['key']} not in {ref}")
-                    p = os.path.join(d, it["path"])
-                    os.makedirs(os.path.dirname(p), exist_ok=True)
-                    with open(p, "w") as f:
-                        f.write(data[it["key"]])
-                    os.chmod(p, int(it.get("mode", mode)))
-                    if fs_group is not None:
-                        os.chown(p, 0, int(fs_group))
+                    key = "configMap" if "configMap" in v else "secret"
+                    src = dict(v[key])
+                    if key == "secret":
+                        src["name"] = src.get("secretName")
+                    mode = int(src.get("defaultMode", 0o644))
+                    sources = [{key: src}]
+                for src in sources:
+                    self.write_source(name, d, src, mode, fs_group)
                 os.chmod(d, 0o755)
-                self.volumes[name] = ("bind", d)
-            elif "projected" in v or "downwardAPI" in v:
-                d = os.path.join(self.workdir, "vol-" + name)
-                os.makedirs(d, exist_ok=True)
-                os.chmod(d, 0o755)
-                for src in (v.get("projected") or {}).get("sources") or []:
-                    for kind, table, key in (("configMap", self.kl.manifests.configmaps, "name"),
-                                             ("secret", self.kl.manifests.secrets, "name")):
-                        if kind in src:
-                            data = table.get(src[kind][key], {})
-                            for it in src[kind].get("items") or [{"key": k, "path": k} for k in data]:
-                                with open(os.path.join(d, it["path"]), "w") as f:
-                                    f.write(data.get(it["key"], ""))
                 self.volumes[name] = ("bind", d)
             else:
                 raise RuntimeError(f"volume {name}: type {sorted(set(v) - {'name'})} not supported")
+
+    def write_source(self, vol, d, src, mode, fs_group):
+        """Writes one configMap/secret source of a volume as files (kubelet's atomic writer, minus the atomics)."""
+        for kind, table in (("configMap", self.kl.manifests.configmaps), ("secret", self.kl.manifests.secrets)):
+            if kind not in src:
+                continue
+            ref = src[kind].get("name")
+            if ref not in table:
+                if src[kind].get("optional"):
+                    return
+                raise RuntimeError(f"volume {vol}: {kind} {ref!r} not in the render")
+            data = table[ref]
+            for it in src[kind].get("items") or [{"key": k, "path": k} for k in data]:
+                if it["key"] not in data:
+                    raise RuntimeError(f"volume {vol}: key {it['key']} not in {kind} {ref}")
+                p = os.path.join(d, it["path"])
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                with open(p, "w") as f:
+                    f.write(data[it["key"]])
+                os.chmod(p, int(it.get("mode", mode)))
+                if fs_group is not None:
+                    os.chown(p, 0, int(fs_group))
+            return
+        raise RuntimeError(f"volume {vol}: projected source {sorted(src)} not supported by this harness")
 
     def mount_args(self, c):
         args = []
@@ -863,7 +864,8 @@ class Kubelet:
                     n = self.manifests.hpa_min(kind, name) or 1
             if name in scale:
                 n = int(scale[name])
-            entry = (weight, name, kind, tmpl, int(n))
+            backoff = int(d["spec"].get("backoffLimit", 6)) if kind == "Job" else 0
+            entry = (weight, name, kind, tmpl, int(n), backoff)
             if {"pre-install", "pre-upgrade"} & set(hooks):
                 pre.append(entry)
             elif {"post-install", "post-upgrade"} & set(hooks):
@@ -876,8 +878,8 @@ class Kubelet:
         post.sort(key=lambda e: e[0])
         return pre, main, post
 
-    def make_pods(self, entry):
-        _, name, kind, tmpl, n = entry
+    def make_pods(self, entry, first=0):
+        _, name, kind, tmpl, n, _ = entry
         pods = []
         publish = {}
         for p in self.a.publish:
@@ -885,7 +887,7 @@ class Kubelet:
             port, base = rest.split("=", 1)
             if w == name:
                 publish[port] = int(base)
-        for i in range(n):
+        for i in range(first, first + n):
             pname = f"{self.prefix}-{name}-{i}"
             pub = []
             for port, base in publish.items():
@@ -926,16 +928,32 @@ class Kubelet:
         for entry in pre:
             if self.stopping.is_set():
                 return
-            log(f"running hook Job {entry[1]}")
-            if not self.run_pods(self.make_pods(entry), wait_completion=True):
-                self.error = f"hook {entry[1]} failed"
-                log(self.error)
+            if not self.run_job(entry):
                 return
-        self.hooks_done = True
         for entry in main:
             self.run_pods(self.make_pods(entry), wait_completion=False)
         for entry in post:
-            self.run_pods(self.make_pods(entry), wait_completion=False)
+            if entry[2] == "Job":
+                if not self.run_job(entry):
+                    return
+            else:
+                self.run_pods(self.make_pods(entry), wait_completion=False)
+        self.hooks_done = True
+        log("every workload created and every hook Job done")
+
+    def run_job(self, entry):
+        """A hook Job: its pod(s) to completion, a new pod per failure up to backoffLimit."""
+        name, n, backoff = entry[1], entry[4], entry[5]
+        for attempt in range(backoff + 1):
+            log(f"running hook Job {name} (attempt {attempt + 1}/{backoff + 1})")
+            if self.run_pods(self.make_pods(entry, first=attempt * n), wait_completion=True):
+                return True
+            if self.stopping.is_set():
+                return False
+            time.sleep(min(10, 2 ** attempt))
+        self.error = f"hook Job {name} failed {backoff + 1} times"
+        log(self.error)
+        return False
 
     def monitor(self):
         while not self.stopping.is_set():
