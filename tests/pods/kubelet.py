@@ -49,6 +49,8 @@ Control API on --control (127.0.0.1:PORT, JSON):
   GET  /status                 pods, containers, probe state, events
   POST /pods/NAME/delete       graceful termination (returns at once)
   POST /pods/NAME/kill         SIGKILL everything (a node crash)
+  POST /pods/NAME/replace      graceful deletion, then a new pod of the same name and ports
+  POST /pods/NAME/replace-kill SIGKILL, then a new pod of the same name and ports
   POST /shutdown               terminate every pod gracefully, then exit
 SIGTERM/SIGINT = /shutdown. The process also shuts down when its parent dies.
 """
@@ -197,6 +199,7 @@ class Pod:
         self.index = index
         self.meta = copy.deepcopy(template.get("metadata") or {})
         self.spec = copy.deepcopy(template["spec"])
+        self.template_spec = copy.deepcopy(template["spec"])
         self.uid = str(uuid.uuid4())
         self.publish = publish  # [(host_port, container_port)]
         self.ip = None
@@ -975,10 +978,19 @@ class Kubelet:
             self.stopping.wait(1.0)
 
     def pod(self, name):
-        for p in self.pods:
-            if p.name == name:
-                return p
-        return None
+        found = [p for p in list(self.pods) if p.name == name]
+        return found[-1] if found else None
+
+    def replace(self, old, graceful):
+        """Deletes a pod and creates a fresh one in its place (same name, ports):
+        what a ReplicaSet does, minus the new name, so a load balancer that
+        knows the published port sees the replacement."""
+        old.delete(graceful)
+        if self.stopping.is_set():
+            return
+        new = Pod(self, old.name, old.workload, old.workload_kind,
+                  {"metadata": old.meta, "spec": old.template_spec}, old.index, old.publish)
+        self.run_pods([new], wait_completion=False)
 
     def status(self):
         return {"prefix": self.prefix, "gateway": self.gateway, "hooks_done": self.hooks_done,
@@ -1063,13 +1075,18 @@ class Control(BaseHTTPRequestHandler):
         return self.reply(404, {"error": "not found"})
 
     def do_POST(self):
-        m = re.match(r"^/pods/([^/]+)/(delete|kill)$", self.path)
+        m = re.match(r"^/pods/([^/]+)/(delete|kill|replace|replace-kill)$", self.path)
         if m:
             p = self.kl.pod(m.group(1))
             if not p:
                 return self.reply(404, {"error": f"no pod {m.group(1)}"})
-            threading.Thread(target=p.delete, args=(m.group(2) == "delete",), daemon=True).start()
-            return self.reply(202, {"deleting": p.name})
+            action = m.group(2)
+            if action.startswith("replace"):
+                target, args = self.kl.replace, (p, action == "replace")
+            else:
+                target, args = p.delete, (action == "delete",)
+            threading.Thread(target=target, args=args, daemon=True).start()
+            return self.reply(202, {action: p.name})
         if self.path == "/shutdown":
             threading.Thread(target=self.kl.shutdown, daemon=True).start()
             return self.reply(202, {"shutdown": True})
