@@ -123,7 +123,13 @@ impl Postgres {
         let data = pg.data_dir();
         let out = pg
             .pg_command("initdb")
-            .args(["-U", "postgres", "-A", "scram-sha-256", "--auth-local=trust"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                "--auth-local=trust",
+            ])
             .arg("--pwfile")
             .arg(pg.dir.path().join("pwfile"))
             .arg("-D")
@@ -292,15 +298,16 @@ impl Redis {
     }
 
     fn start_server(&mut self) {
-        let child = Command::new(std::env::var("BERTH_REDIS_SERVER").unwrap_or("redis-server".into()))
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .arg("--dir")
-            .arg(self._dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server (apt-get install redis-server)");
+        let child =
+            Command::new(std::env::var("BERTH_REDIS_SERVER").unwrap_or("redis-server".into()))
+                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .arg("--dir")
+                .arg(self._dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server (apt-get install redis-server)");
         self.child = Some(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(20)),

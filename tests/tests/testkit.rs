@@ -12,7 +12,10 @@ fn postgres_starts_stops_and_restarts_on_the_same_port() {
     assert_eq!(pg.psql("postgres", "SELECT 40 + 2"), "42");
     pg.create_database("kit");
     assert_eq!(pg.psql("kit", "SELECT current_database()"), "kit");
-    assert!(pg.url("kit").contains(&pg.password), "URL carries the credential");
+    assert!(
+        pg.url("kit").contains(&pg.password),
+        "URL carries the credential"
+    );
     pg.stop();
     assert!(!wait_for_port(pg.port, Duration::from_millis(300)));
     pg.restart();
@@ -21,7 +24,8 @@ fn postgres_starts_stops_and_restarts_on_the_same_port() {
 
 fn redis_ping(port: u16) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect redis");
-    s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     s.write_all(b"PING\r\n").expect("write");
     let mut buf = [0u8; 16];
     let n = s.read(&mut buf).expect("read");
