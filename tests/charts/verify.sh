@@ -112,6 +112,13 @@ t_render=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_render0}")
   || bad "helm template: $rfail of $renders renders failed, see $OUT/logs/template.log"
 [ $diffs = 0 ] && ok "helm3 and helm4 renders identical (blank lines ignored)" || bad "helm3/helm4 renders differ in $diffs case(s), see $OUT/logs/render-diff.log"
 
+# ---- 3b. every render is well-formed YAML without duplicate keys -------------
+# (helm and kubernetes-validate both accept a document with a repeated key and
+# keep the last value; yamllint does not)
+LOGNAME=render-yamllint
+if log "$VB/yamllint" -d '{rules: {key-duplicates: enable}}' "$OUT"/render/helm*/*/*.yaml; then ok "renders: no duplicate keys (yamllint)"
+else bad "renders: duplicate keys or broken YAML, see $OUT/logs/render-yamllint.log"; fi
+
 # ---- 4. kubernetes-validate --strict ----------------------------------------
 # validate FILE VERSION LOG -> 0 when valid and every schema-less kind is an allowed CRD kind
 validate() {

@@ -113,7 +113,8 @@ configMap (dict "root" $ "name" N "settings" S "path" P "kind" K
 */}}
 {{- define "berth-lib.configMap" -}}
 {{- $s := include "berth-lib.settings" . | fromJson -}}
-{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" .path "kind" .kind) -}}
+{{- $path := .path | default "berth" -}}
+{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" $path "kind" .kind) -}}
 {{- if and $s.enabled (or (ne $placement "none") $s.wait.enabled) }}
 apiVersion: v1
 kind: ConfigMap
@@ -130,13 +131,14 @@ metadata:
   {{- end }}
 data:
   berth.yaml: |
-    {{- include "berth-lib.config" (dict "root" .root "settings" $s "path" .path "placement" $placement) | nindent 4 }}
+    {{- include "berth-lib.config" (dict "root" .root "settings" $s "path" $path "placement" $placement) | nindent 4 }}
 {{- end }}
 {{- end -}}
 
 {{/* checksum (same dict as configMap) -> sha256 of the rendered berth.yaml, for a checksum/config pod annotation. */}}
 {{- define "berth-lib.checksum" -}}
 {{- $s := include "berth-lib.settings" . | fromJson -}}
-{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" .path "kind" .kind) -}}
-{{- include "berth-lib.config" (dict "root" .root "settings" $s "path" .path "placement" $placement) | sha256sum -}}
+{{- $path := .path | default "berth" -}}
+{{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" $path "kind" .kind) -}}
+{{- include "berth-lib.config" (dict "root" .root "settings" $s "path" $path "placement" $placement) | sha256sum -}}
 {{- end -}}

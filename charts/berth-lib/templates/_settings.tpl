@@ -48,7 +48,7 @@ securityContext:
     type: RuntimeDefault
 env: {}
 envFrom: []
-secretVolumes: {}
+secretFiles: {}
 token: ""
 checks: {}
 startup:
