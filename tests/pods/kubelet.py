@@ -267,7 +267,8 @@ class Pod:
         if sc.get("runAsNonRoot"):
             eff = uid
             if eff is None:
-                user = podman("image", "inspect", "--format", "{{.Config.User}}", c.spec["image"]).strip()
+                user = podman("image", "inspect", "--format", "{{.Config.User}}",
+                              self.kl.image(c.spec["image"])).strip()
                 eff = user.split(":")[0] if user else "0"
             if not str(eff).isdigit() or int(eff) == 0:
                 # kubelet: "container has runAsNonRoot and image will run as root"
@@ -487,7 +488,7 @@ class Pod:
             penv[k] = v
         if c.spec.get("command"):
             args += ["--entrypoint", json.dumps([expand(str(x), env) for x in c.spec["command"]])]
-        args.append(c.spec["image"])
+        args.append(self.kl.image(c.spec["image"]))
         args += [expand(str(x), env) for x in c.spec.get("args") or []]
         podman(*args, env=penv)
         c.created_at = time.time()
@@ -723,9 +724,10 @@ class Pod:
 
     def stop_container(self, c, budget, run_prestop):
         """preStop, then SIGTERM and up to the rest of `budget` seconds, then SIGKILL."""
-        if c.state != "running":
-            return
-        c.terminating = True
+        with self.lock:
+            if c.state != "running" or c.terminating:
+                return
+            c.terminating = True
         t0 = time.monotonic()
         term = {"prestop": None, "sigterm_at": None, "exited_after_s": None}
         if run_prestop:
@@ -829,6 +831,7 @@ class Kubelet:
         self.namespace = a.namespace
         self.add_hosts = a.add_host
         self.startup_timeout = a.startup_timeout
+        self.images = [tuple(x.split("=", 1)) for x in a.image]
         self.workdir = tempfile.mkdtemp(prefix=f"{a.prefix}-kubelet-")
         os.chmod(self.workdir, 0o755)
         self.logs_dir = a.logs_dir
@@ -838,6 +841,13 @@ class Kubelet:
         self.gateway = gateway_ip()
         self.hooks_done = False
         self.error = None
+
+    def image(self, ref):
+        """--image OLD=NEW rewrites (prefix match on the repository)."""
+        for old, new in self.images:
+            if ref == old or ref.startswith(old + ":") or ref.startswith(old + "@"):
+                return new
+        return ref
 
     def plan(self):
         """Hook Jobs (in order) and the pods of every other workload."""
@@ -869,9 +879,10 @@ class Kubelet:
                 n = int(scale[name])
             backoff = int(d["spec"].get("backoffLimit", 6)) if kind == "Job" else 0
             entry = (weight, name, kind, tmpl, int(n), backoff)
-            if {"pre-install", "pre-upgrade"} & set(hooks):
+            # This is an install: pre-/post-upgrade hooks do not run.
+            if "pre-install" in hooks:
                 pre.append(entry)
-            elif {"post-install", "post-upgrade"} & set(hooks):
+            elif "post-install" in hooks:
                 post.append(entry)
             elif hooks:
                 continue
@@ -1109,6 +1120,8 @@ def main():
                    help="publish a container port (name or number) of replica i on 127.0.0.1:HOSTBASE+i")
     s.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
                    help="an /etc/hosts entry in every pod (what cluster DNS would resolve)")
+    s.add_argument("--image", action="append", default=[], metavar="OLD=NEW",
+                   help="run image NEW where the render says OLD (repository prefix match)")
     s.add_argument("--startup-timeout", type=float, default=300)
     s.add_argument("--hook-timeout", type=float, default=300)
     s.add_argument("--logs-dir", help="save each container's log here when its pod is deleted")
