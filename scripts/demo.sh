@@ -129,12 +129,14 @@ printf '$ %s\n' "curl -s -X POST $A/api/v1/jobs -H 'Authorization: Bearer $API_K
 JOB=$(curl -s -X POST "$A/api/v1/jobs" -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
   -d '{"kind":"sleep","payload":{"ms":1500}}')
 echo "$JOB"; echo
-ID=$(echo "$JOB" | jq -r '.id // empty')
-if [ -n "$ID" ]; then
+ID=$(echo "$JOB" | jq -r '.id // empty' 2>/dev/null || true)
+if [ -z "$ID" ]; then
+  echo "(the API did not accept the job: see the answer above)"
+else
   printf '$ %s\n' "watch -n1 \"curl -s $A/api/v1/jobs/$ID -H 'Authorization: Bearer $API_KEY' | jq -c '{status, attempts}'\""
   last=""
   for _ in $(seq 1 60); do
-    st=$(curl -s "$A/api/v1/jobs/$ID" -H "Authorization: Bearer $API_KEY" | jq -c '{status, attempts}')
+    st=$(curl -s "$A/api/v1/jobs/$ID" -H "Authorization: Bearer $API_KEY" | jq -c '{status, attempts}' 2>/dev/null || true)
     [ "$st" != "$last" ] && { echo "$st"; last=$st; }
     case $st in *succeeded*|*dead*) break ;; esac
     sleep 0.5
