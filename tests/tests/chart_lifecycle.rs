@@ -168,7 +168,7 @@ fn hook_annotations_sit_on_the_job_metadata() {
         assert_eq!(cron["spec"]["schedule"], "17 3 * * *");
         assert_eq!(
             berth_config(m.get("ConfigMap", "rel-nightly-berth"))["checks"][0]["name"],
-            "api"
+            "dns"
         );
     }
 }

@@ -17,6 +17,16 @@ file: path
 process: command
 {{- end -}}
 
+{{/* Keys each check type takes besides name, type, enabled, critical, interval, timeout, failureThreshold, successThreshold (berth rejects any other). */}}
+{{- define "berth-lib.checkKeys" -}}
+postgres: [url]
+redis: [url]
+tcp: [address]
+http: [url, expectStatus]
+file: [path, maxAge]
+process: [command]
+{{- end -}}
+
 {{/*
 checks (dict "settings" S "path" P) -> JSON list of enabled checks, sorted by
 name, each validated.
@@ -37,6 +47,13 @@ name, each validated.
 {{- fail (printf "%s.type=%q: use one of postgres, redis, tcp, http, file, process" $p $type) -}}
 {{- end -}}
 {{- $target := get $types $type -}}
+{{- $specific := get (include "berth-lib.checkKeys" . | fromYaml) $type -}}
+{{- $allowed := concat (list "type" "enabled" "critical" "interval" "timeout" "failureThreshold" "successThreshold") $specific -}}
+{{- range $k := keys $c | sortAlpha -}}
+{{- if not (has $k $allowed) -}}
+{{- fail (printf "%s.%s is not a setting of a %s check (it takes %s)" $p $k $type (join ", " $specific)) -}}
+{{- end -}}
+{{- end -}}
 {{- if not (get $c $target) -}}
 {{- fail (printf "%s.%s is required for a %s check" $p $target $type) -}}
 {{- end -}}
