@@ -1,3 +1,131 @@
 //! berth: a tiny Kubernetes sidecar that checks a pod's dependencies in the
 //! background, serves honest health endpoints and coordinates graceful drain.
+//!
+//! Module map: [`config`] (YAML → validated config, the only place that
+//! reads the environment for `${VAR}`), [`checks`] (the six check types and
+//! their background loop), [`state`] (cached health that handlers read),
+//! [`server`] (the HTTP router), [`metrics`], [`lifecycle`] (the prestop
+//! drain), [`signals`] (the only module that touches signals), [`procs`]
+//! (`/proc` lookups), [`redact`] (keeping credentials out of output).
 #![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod config;
+pub mod lifecycle;
+pub mod logging;
+pub mod metrics;
+pub mod procs;
+pub mod redact;
+pub mod server;
+pub mod signals;
+pub mod state;
+pub mod timefmt;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::checks::HttpClient;
+use crate::config::Config;
+use crate::redact::Secrets;
+use crate::state::Health;
+
+/// How long in-flight requests get to finish once shutdown has begun.
+/// Native mode must exit within 2 s of SIGTERM, so this stays well below.
+const SERVER_GRACE: Duration = Duration::from_millis(1000);
+/// How long checkers get to close their connections.
+const CHECKER_GRACE: Duration = Duration::from_millis(500);
+
+/// Everything the handlers, checkers and the drain share.
+pub struct App {
+    pub config: Arc<Config>,
+    pub health: Arc<Health>,
+    pub secrets: Arc<Secrets>,
+    pub drain: lifecycle::Drain,
+    /// Client for `drain.notify: {type: http}`.
+    pub http: HttpClient,
+    /// Set by `POST /api/v1/lifecycle/shutdown`.
+    shutdown_requested: watch::Sender<bool>,
+}
+
+impl App {
+    pub fn new(config: Config) -> Arc<App> {
+        let health = Arc::new(Health::new(&config));
+        let secrets = Arc::new(config.secrets());
+        Arc::new(App {
+            config: Arc::new(config),
+            health,
+            secrets,
+            drain: lifecycle::Drain::default(),
+            http: checks::http_client(Duration::from_secs(2)),
+            shutdown_requested: watch::channel(false).0,
+        })
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown_requested.send_replace(true);
+    }
+
+    pub fn subscribe_shutdown(&self) -> watch::Receiver<bool> {
+        self.shutdown_requested.subscribe()
+    }
+}
+
+/// Serves berth on `listener` until `shutdown` completes (or a loopback
+/// caller posts to `/api/v1/lifecycle/shutdown`), then stops the checkers
+/// and returns. Shutdown is an argument, not a global, so tests can drive it.
+pub async fn run(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let checkers = checks::spawn_all(
+        &app.health,
+        &app.config.checks,
+        &app.config.drain.wait_until_down,
+        &app.secrets,
+        &stop_rx,
+    );
+
+    let mut requested = app.subscribe_shutdown();
+    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let trigger = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = requested.wait_for(|r| *r) => {
+                tracing::info!("shutdown requested over HTTP");
+            }
+        }
+        let _ = began_tx.send(());
+    };
+    let router = server::router(app.clone());
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(trigger);
+    let server = async move { server.await };
+    tokio::pin!(server);
+    tokio::select! {
+        r = &mut server => r?,
+        _ = async {
+            if began_rx.await.is_ok() {
+                tokio::time::sleep(SERVER_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::info!("requests still in flight after the grace period: closing them");
+        }
+    }
+
+    stop_tx.send_replace(true);
+    let _ = tokio::time::timeout(CHECKER_GRACE, futures::future::join_all(checkers)).await;
+    tracing::info!("berth stopped");
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The HTTP surface: health endpoints, metrics and lifecycle hooks.
+//!
+//! Handlers only read cached state ([`crate::state::Health`]); none of them
+//! ever touches a dependency. Whether a caller may see error *detail* is
+//! decided from the peer address in `ConnectInfo` (set by the real server,
+//! inserted by hand in tests to play a remote peer) or a bearer token; a
+//! request without `ConnectInfo` counts as remote, the safe default.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use crate::state::Overall;
+use crate::{lifecycle, metrics, timefmt, App};
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/health/", get(health))
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/health/live", get(live))
+        .route("/api/v1/health/ready", get(ready))
+        .route("/api/v1/health/startup", get(startup))
+        .route("/metrics", get(prometheus))
+        .route("/api/v1/lifecycle/prestop", get(prestop).post(prestop))
+        .route("/api/v1/lifecycle/shutdown", axum::routing::post(shutdown))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(app)
+}
+
+/// Client errors, with text that is safe to show anyone.
+#[derive(Debug, Clone, Copy)]
+pub enum ApiError {
+    NotFound,
+    MethodNotAllowed,
+    NotLoopback,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            ),
+            ApiError::NotLoopback => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "shutdown is only accepted from loopback",
+            ),
+        };
+        let body = serde_json::json!({"error": {"code": code, "message": message}});
+        json_response(status, body.to_string())
+    }
+}
+
+fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, JSON);
+    h.insert(CACHE_CONTROL, NO_STORE);
+    resp
+}
+
+fn code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+async fn live(State(app): State<Arc<App>>) -> Response {
+    if app.health.live() {
+        json_response(StatusCode::OK, r#"{"status":"alive"}"#)
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"status":"dead","reason":"a checker task has stalled"}"#,
+        )
+    }
+}
+
+async fn ready(State(app): State<Arc<App>>) -> Response {
+    let h = &app.health;
+    let body = if !h.started() {
+        r#"{"status":"not_ready","reason":"starting"}"#
+    } else if h.draining() {
+        r#"{"status":"not_ready","reason":"draining"}"#
+    } else if !h.critical_up() {
+        r#"{"status":"not_ready","reason":"critical check down"}"#
+    } else {
+        return json_response(StatusCode::OK, r#"{"status":"ready"}"#);
+    };
+    json_response(StatusCode::SERVICE_UNAVAILABLE, body)
+}
+
+async fn startup(State(app): State<Arc<App>>) -> Response {
+    if app.health.started() {
+        return json_response(StatusCode::OK, r#"{"status":"started"}"#);
+    }
+    let waiting: Vec<&str> = app
+        .health
+        .startup_pending()
+        .into_iter()
+        .map(|i| app.health.checks[i].name.as_str())
+        .collect();
+    let body = serde_json::json!({"status": "starting", "waiting_for": waiting});
+    json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+}
+
+#[derive(Serialize)]
+struct HealthBody<'a> {
+    status: &'static str,
+    draining: bool,
+    started: bool,
+    uptime_seconds: u64,
+    checks: Vec<CheckBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct CheckBody<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    critical: bool,
+    status: &'static str,
+    latency_ms: Option<f64>,
+    consecutive_failures: u32,
+    last_success: Option<String>,
+    last_failure: Option<String>,
+    error: Option<String>,
+}
+
+async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
+    let full = full_detail(&app, req.headers(), peer(&req));
+    let h = &app.health;
+    let checks = h
+        .checks
+        .iter()
+        .enumerate()
+        .map(|(i, cell)| {
+            let s = h.snapshot(i);
+            CheckBody {
+                name: &cell.name,
+                kind: cell.kind,
+                critical: cell.critical,
+                status: s.status.as_str(),
+                latency_ms: s
+                    .latency
+                    .map(|d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0),
+                consecutive_failures: s.consecutive_failures,
+                last_success: s.last_success.map(timefmt::rfc3339),
+                last_failure: s.last_failure.map(timefmt::rfc3339),
+                // Detail is scrubbed at creation; the kind is all a remote,
+                // unauthenticated caller gets.
+                error: s.error.map(|e| {
+                    if full {
+                        e.to_string()
+                    } else {
+                        e.redacted().to_string()
+                    }
+                }),
+            }
+        })
+        .collect();
+    let overall = h.overall();
+    let body = HealthBody {
+        status: overall.as_str(),
+        draining: h.draining(),
+        started: h.started(),
+        uptime_seconds: h.uptime().as_secs(),
+        checks,
+    };
+    let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+    json_response(code(overall != Overall::Unhealthy), text)
+}
+
+async fn prometheus(State(app): State<Arc<App>>) -> Response {
+    let mut resp = Response::new(Body::from(metrics::render(&app)));
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp.headers_mut().insert(CACHE_CONTROL, NO_STORE);
+    resp
+}
+
+async fn prestop(State(app): State<Arc<App>>) -> Response {
+    let report = lifecycle::prestop(&app).await;
+    let text = serde_json::to_string(&*report).unwrap_or_else(|_| "{}".into());
+    json_response(StatusCode::OK, text)
+}
+
+async fn shutdown(State(app): State<Arc<App>>, req: Request) -> Response {
+    if !peer_is_loopback(peer(&req)) {
+        return ApiError::NotLoopback.into_response();
+    }
+    tracing::info!("shutdown requested by a loopback caller");
+    app.request_shutdown();
+    json_response(StatusCode::OK, r#"{"status":"shutting_down"}"#)
+}
+
+fn peer(req: &Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0)
+}
+
+pub fn peer_is_loopback(peer: Option<SocketAddr>) -> bool {
+    match peer {
+        Some(SocketAddr::V4(a)) => a.ip().is_loopback(),
+        Some(SocketAddr::V6(a)) => {
+            a.ip().is_loopback()
+                || a.ip()
+                    .to_ipv4_mapped()
+                    .map(|v4| v4.is_loopback())
+                    .unwrap_or(false)
+        }
+        None => false,
+    }
+}
+
+fn full_detail(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool {
+    if peer_is_loopback(peer) {
+        return true;
+    }
+    let (Some(token), Some(given)) = (app.config.token.as_deref(), headers.get(AUTHORIZATION))
+    else {
+        return false;
+    };
+    let given = given.as_bytes();
+    let expected = format!("Bearer {token}");
+    constant_time_eq(given, expected.as_bytes())
+}
+
+/// Compares without an early exit, so response time does not reveal how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
