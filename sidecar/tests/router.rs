@@ -1,0 +1,406 @@
+//! The health router through `tower::ServiceExt::oneshot`: status codes,
+//! headers and JSON of DESIGN §1, driven by recording check results into the
+//! cached state directly (no dependency involved, which is the point: the
+//! handlers only ever read that state). Peers are simulated by inserting
+//! `ConnectInfo` into the request, as the real server does.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Method, Request, StatusCode};
+use berth::redact::CheckError;
+use berth::App;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const LOOPBACK: &str = "127.0.0.1:40000";
+const REMOTE: &str = "10.1.2.3:40000";
+
+fn app(yaml: &str) -> Arc<App> {
+    App::new(berth::config::parse(yaml, &|_| None).unwrap())
+}
+
+/// db (critical) + cache (optional).
+fn two_checks() -> Arc<App> {
+    app(
+        "token: let-me-in\nchecks:\n  - {name: db, type: tcp, address: \"10.0.0.5:5432\"}\n  \
+         - {name: cache, type: tcp, address: \"10.0.0.6:6379\", critical: false}\n",
+    )
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+async fn call(
+    app: &Arc<App>,
+    method: Method,
+    path: &str,
+    peer: Option<&str>,
+    auth: Option<&str>,
+) -> Resp {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let mut req = req.body(Body::empty()).unwrap();
+    if let Some(p) = peer {
+        req.extensions_mut()
+            .insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
+    }
+    let resp = berth::server::router(app.clone())
+        .oneshot(req)
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Resp {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Arc<App>, path: &str) -> Resp {
+    call(app, Method::GET, path, Some(LOOPBACK), None).await
+}
+
+fn up(app: &App, idx: usize) {
+    app.health.record(idx, Ok(()), Duration::from_millis(3));
+}
+
+fn down(app: &App, idx: usize) {
+    // The first failure from unknown decides; after up, thresholds apply.
+    for _ in 0..3 {
+        app.health.record(
+            idx,
+            Err(CheckError::new(
+                "connection_refused",
+                "connect 10.0.0.5:5432 as app: refused",
+            )),
+            Duration::from_millis(1),
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_health_response_is_json_and_not_cached() {
+    let app = two_checks();
+    for path in [
+        "/api/v1/health/",
+        "/api/v1/health/live",
+        "/api/v1/health/ready",
+        "/api/v1/health/startup",
+    ] {
+        let r = get(&app, path).await;
+        assert_eq!(r.headers["content-type"], "application/json", "{path}");
+        assert_eq!(r.headers["cache-control"], "no-store", "{path}");
+        let _ = r.json();
+    }
+}
+
+#[tokio::test]
+async fn head_is_supported_and_other_methods_are_405_json() {
+    let app = two_checks();
+    up(&app, 0);
+    let r = call(
+        &app,
+        Method::HEAD,
+        "/api/v1/health/ready",
+        Some(LOOPBACK),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body.is_empty());
+    for m in [Method::POST, Method::PUT, Method::DELETE] {
+        let r = call(&app, m.clone(), "/api/v1/health/live", Some(LOOPBACK), None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{m}");
+        assert_eq!(r.json()["error"]["code"], "method_not_allowed");
+    }
+    let r = get(&app, "/api/v1/nope").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn not_ready_until_the_startup_gate_passes_and_then_it_is_sticky() {
+    let app = two_checks();
+    let r = get(&app, "/api/v1/health/startup").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["waiting_for"], serde_json::json!(["db"]));
+    assert_eq!(
+        get(&app, "/api/v1/health/ready").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(
+        get(&app, "/api/v1/health/live").await.status,
+        StatusCode::OK
+    );
+
+    up(&app, 0);
+    assert_eq!(
+        get(&app, "/api/v1/health/startup").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        get(&app, "/api/v1/health/ready").await.status,
+        StatusCode::OK
+    );
+
+    down(&app, 0);
+    let r = get(&app, "/api/v1/health/ready").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["reason"], "critical check down");
+    assert_eq!(
+        get(&app, "/api/v1/health/startup").await.status,
+        StatusCode::OK,
+        "startup stays passed"
+    );
+    assert_eq!(
+        get(&app, "/api/v1/health/live").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn optional_check_down_is_degraded_and_still_ready() {
+    let app = two_checks();
+    up(&app, 0);
+    up(&app, 1);
+    let r = get(&app, "/api/v1/health/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "healthy");
+
+    down(&app, 1);
+    let r = get(&app, "/api/v1/health/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let j = r.json();
+    assert_eq!(j["status"], "degraded");
+    assert_eq!(j["checks"][1]["status"], "down");
+    assert_eq!(j["checks"][1]["consecutive_failures"], 3);
+    assert!(j["checks"][1]["last_failure"].is_string());
+    assert_eq!(
+        get(&app, "/api/v1/health/ready").await.status,
+        StatusCode::OK
+    );
+
+    down(&app, 0);
+    let r = get(&app, "/api/v1/health/").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "unhealthy");
+}
+
+#[tokio::test]
+async fn health_body_has_every_field_of_the_contract() {
+    let app = two_checks();
+    up(&app, 0);
+    let j = get(&app, "/api/v1/health/").await.json();
+    for key in ["status", "draining", "started", "uptime_seconds", "checks"] {
+        assert!(j.get(key).is_some(), "missing {key}: {j}");
+    }
+    let c = &j["checks"][0];
+    for key in [
+        "name",
+        "type",
+        "critical",
+        "status",
+        "latency_ms",
+        "consecutive_failures",
+        "last_success",
+        "last_failure",
+        "error",
+    ] {
+        assert!(c.get(key).is_some(), "missing checks[].{key}: {c}");
+    }
+    assert_eq!(c["name"], "db");
+    assert_eq!(c["type"], "tcp");
+    assert_eq!(c["critical"], true);
+    assert_eq!(c["status"], "up");
+    assert_eq!(j["checks"][1]["status"], "unknown");
+}
+
+#[tokio::test]
+async fn error_detail_only_for_loopback_or_the_bearer_token() {
+    let app = two_checks();
+    up(&app, 0);
+    down(&app, 0);
+    let error_for = |r: Resp| r.json()["checks"][0]["error"].as_str().unwrap().to_string();
+
+    let remote = error_for(call(&app, Method::GET, "/api/v1/health/", Some(REMOTE), None).await);
+    assert_eq!(
+        remote, "connection_refused",
+        "a remote caller gets the kind only"
+    );
+    let unknown_peer = error_for(call(&app, Method::GET, "/api/v1/health/", None, None).await);
+    assert_eq!(
+        unknown_peer, "connection_refused",
+        "no ConnectInfo counts as remote"
+    );
+    let wrong = error_for(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/health/",
+            Some(REMOTE),
+            Some("Bearer guess"),
+        )
+        .await,
+    );
+    assert_eq!(wrong, "connection_refused");
+
+    let token = error_for(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/health/",
+            Some(REMOTE),
+            Some("Bearer let-me-in"),
+        )
+        .await,
+    );
+    assert!(token.contains("10.0.0.5:5432"), "{token}");
+    let local = error_for(get(&app, "/api/v1/health/").await);
+    assert!(local.contains("10.0.0.5:5432"), "{local}");
+    let mapped = error_for(
+        call(
+            &app,
+            Method::GET,
+            "/api/v1/health/",
+            Some("[::ffff:127.0.0.1]:1"),
+            None,
+        )
+        .await,
+    );
+    assert!(
+        mapped.contains("10.0.0.5"),
+        "v4-mapped loopback is loopback: {mapped}"
+    );
+}
+
+#[tokio::test]
+async fn draining_makes_ready_503_at_once_and_live_stays_200() {
+    let app = two_checks();
+    up(&app, 0);
+    assert_eq!(
+        get(&app, "/api/v1/health/ready").await.status,
+        StatusCode::OK
+    );
+    app.health.start_draining();
+    let r = get(&app, "/api/v1/health/ready").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["reason"], "draining");
+    assert_eq!(
+        get(&app, "/api/v1/health/live").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(get(&app, "/api/v1/health/").await.json()["draining"], true);
+}
+
+#[tokio::test]
+async fn shutdown_is_loopback_only() {
+    let app = two_checks();
+    let mut requested = app.subscribe_shutdown();
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/lifecycle/shutdown",
+        Some(REMOTE),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"]["code"], "forbidden");
+    assert!(!*requested.borrow_and_update());
+    let r = call(&app, Method::POST, "/api/v1/lifecycle/shutdown", None, None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "unknown peer is not loopback"
+    );
+
+    let r = call(
+        &app,
+        Method::POST,
+        "/api/v1/lifecycle/shutdown",
+        Some(LOOPBACK),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(*requested.borrow_and_update());
+}
+
+#[tokio::test]
+async fn metrics_expose_every_series() {
+    let app = two_checks();
+    up(&app, 0);
+    down(&app, 1);
+    let r = get(&app, "/metrics").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let m = r.body;
+    for line in [
+        "berth_check_up{check=\"db\",type=\"tcp\",critical=\"true\"} 1",
+        "berth_check_up{check=\"cache\",type=\"tcp\",critical=\"false\"} 0",
+        "berth_check_failures_total{check=\"cache\"} 3",
+        "berth_check_transitions_total{check=\"db\"} 1",
+        "berth_ready 1",
+        "berth_started 1",
+        "berth_draining 0",
+        "berth_build_info{version=\"0.1.0\"} 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in:\n{m}");
+    }
+    assert!(
+        m.contains("berth_check_latency_seconds{check=\"db\"} 0.003"),
+        "{m}"
+    );
+    assert!(m.contains("berth_uptime_seconds "), "{m}");
+}
+
+/// Prestop through the router: GET and POST both drain; the JSON shape of COMMON.md.
+#[tokio::test(start_paused = true)]
+async fn prestop_answers_the_contract_json() {
+    let app = app("drain:\n  delay: 2s\n  timeout: 10s\n  notify: {type: none}\n");
+    let r = call(
+        &app,
+        Method::GET,
+        "/api/v1/lifecycle/prestop",
+        Some(LOOPBACK),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let j = r.json();
+    assert_eq!(j["status"], "drained");
+    assert_eq!(j["elapsed_ms"], 2000);
+    assert_eq!(j["notify"]["type"], "none");
+    assert_eq!(j["notify"]["errors"], serde_json::json!([]));
+    assert_eq!(j["waited_for"], serde_json::json!([]));
+    let again = call(
+        &app,
+        Method::POST,
+        "/api/v1/lifecycle/prestop",
+        Some(REMOTE),
+        None,
+    )
+    .await;
+    assert_eq!(again.json(), j, "a later call gets the same report");
+}
