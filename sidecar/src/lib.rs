@@ -94,6 +94,7 @@ pub async fn run(
 
     let mut requested = app.subscribe_shutdown();
     let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let health = app.health.clone();
     let trigger = async move {
         tokio::select! {
             _ = shutdown => {}
@@ -101,6 +102,8 @@ pub async fn run(
                 tracing::info!("shutdown requested over HTTP");
             }
         }
+        // kubert's rule: readiness turns false as soon as shutdown starts.
+        health.start_draining();
         let _ = began_tx.send(());
     };
     let router = server::router(app.clone());
