@@ -29,8 +29,10 @@ impl ConfigError {
 
 /// Source of variables: the process environment, or a fixed list in tests.
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
+
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 impl Env {
     /// Reads the real process environment.

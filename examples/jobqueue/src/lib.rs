@@ -1,13 +1,79 @@
 //! # jobqueue — a PostgreSQL job-queue runtime
 //!
-//! One binary (`jobqueue api | worker | reaper | migrate`) and a library.
+//! One binary (`jobqueue migrate | api | worker | reaper`) and this
+//! library. Jobs live in one PostgreSQL table; workers claim them in
+//! batches with `FOR UPDATE SKIP LOCKED` under a *lease*, and every write a
+//! worker makes is fenced by the lease token, so a worker that lost its
+//! lease (paused, partitioned, killed and re-queued) can never overwrite
+//! the outcome of the job's next attempt. Delivery is at-least-once.
+//!
+//! ## Your own job kinds
+//!
+//! Register handlers on a [`Registry`] and run a [`Worker`] from your own
+//! `main` (see `examples/custom_kind.rs`):
+//!
+//! ```no_run
+//! use jobqueue::{JobContext, JobError, Registry, Worker, WorkerOptions};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Email { to: String }
+//!
+//! async fn send_email(ctx: JobContext) -> Result<(), JobError> {
+//!     let email: Email = ctx.parse()?; // bad payload: permanent failure
+//!     if email.to.is_empty() {
+//!         return Err(JobError::permanent("no recipient"));
+//!     }
+//!     // … deliver; return Err(JobError::retry(..)) to retry with backoff
+//!     Ok(())
+//! }
+//!
+//! # async fn run() -> anyhow::Result<()> {
+//! let registry = Registry::with_builtins().register("email", send_email);
+//! let worker = Worker::new(
+//!     "postgresql://app:secret@db:5432/app",
+//!     registry,
+//!     WorkerOptions { queues: vec!["mail".into()], ..Default::default() },
+//! )?;
+//! let shutdown = jobqueue::shutdown::from_signals()?; // SIGTERM: drain, then return
+//! worker.run(shutdown).await
+//! # }
+//! ```
+//!
+//! Enqueue from Rust with [`Queue::enqueue`] / [`Queue::enqueue_batch`], or
+//! over HTTP (`jobqueue api`).
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod db;
+pub mod handler;
 pub mod job;
+pub mod metrics;
 pub mod migrate;
+pub mod ops;
 pub mod queue;
+pub mod ratelimit;
+pub mod reaper;
+pub mod shutdown;
+pub mod telemetry;
+pub mod worker;
 
+pub use handler::{JobContext, JobError, JobResult, Registry};
 pub use job::{Job, NewJob, Status};
 pub use queue::{ClaimedJob, Queue, QueueError};
+pub use reaper::{Reaper, ReaperOptions};
+pub use worker::{Worker, WorkerOptions};
+
+/// Connects to `database_url` and applies pending migrations (the same as
+/// `jobqueue migrate`). Safe to call concurrently from several processes.
+pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
+    let url = db::normalise_url(database_url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+    let mut client = db::connect(&url).await?;
+    migrate::run(&mut client).await
+}
+
+/// A [`Queue`] with a pool of `pool_size` connections to `database_url`.
+pub fn connect(database_url: &str, pool_size: usize) -> anyhow::Result<Queue> {
+    let url = db::normalise_url(database_url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+    Ok(Queue::new(db::pool(&url, pool_size)?))
+}

@@ -1,0 +1,508 @@
+//! The HTTP API (DESIGN §3): submit, inspect, cancel and retry jobs, queue
+//! depths, plus `/healthz`, `/readyz` and `/metrics`.
+//!
+//! Every error is `{"error":{"code","message"}}` with a client-safe message
+//! (database details are logged, not returned). Request bodies are parsed
+//! by [`JsonBody`], not axum's `Json`, so malformed JSON, a wrong
+//! content type or an oversized body produce the same JSON error shape.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{
+    ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Path, Query,
+    Request, State,
+};
+use axum::http::{header, request::Parts, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::{ApiConfig, DbConfig};
+use crate::job::{NewJob, Status};
+use crate::metrics::Metrics;
+use crate::queue::{ListFilter, Queue, QueueError};
+use crate::ratelimit::RateLimiter;
+use crate::shutdown::Shutdown;
+
+/// Errors returned to API clients.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large (limit {0} bytes)")]
+    PayloadTooLarge(usize),
+    #[error("rate limit exceeded; retry later")]
+    RateLimited,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.parts();
+        let body = Json(serde_json::json!({"error": {"code": code, "message": self.to_string()}}));
+        let mut resp = (status, body).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound => ApiError::NotFound("job not found".into()),
+            QueueError::Conflict(m) => ApiError::Conflict(m),
+            QueueError::Invalid(m) => ApiError::BadRequest(m),
+            QueueError::Db(e) => {
+                tracing::error!(error = %e, "database error");
+                ApiError::Unavailable("database unavailable".into())
+            }
+            QueueError::Pool(e) => {
+                tracing::error!(error = %e, "database pool error");
+                ApiError::Unavailable("database unavailable".into())
+            }
+        }
+    }
+}
+
+/// JSON body extractor with JSON errors (400, 413). Accepts any content
+/// type, so `curl -d '{…}'` works without `-H 'Content-Type: …'`.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+/// Who is submitting (for rate limiting): the peer address.
+pub struct ClientKey(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientKey {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "local".into());
+        Ok(ClientKey(ip))
+    }
+}
+
+/// Shared state of the API handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub limiter: Arc<RateLimiter>,
+    pub secret_key: Option<Arc<str>>,
+    pub max_batch: usize,
+    /// Set once shutdown starts: `/readyz` answers 503.
+    pub draining: Arc<AtomicBool>,
+    /// Result of the background database ping.
+    pub db_ok: Arc<AtomicBool>,
+}
+
+impl ApiState {
+    pub fn new(queue: Queue, cfg: &ApiConfig) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let limiter = RateLimiter::new(
+            cfg.rate_limit_per_minute,
+            cfg.redis_url.as_deref(),
+            metrics.clone(),
+        );
+        ApiState {
+            queue,
+            metrics,
+            limiter,
+            secret_key: cfg.secret_key.as_deref().map(Arc::from),
+            max_batch: cfg.max_batch,
+            draining: Arc::new(AtomicBool::new(false)),
+            db_ok: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// Constant-time comparison (the length is not secret).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_auth(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &state.secret_key {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            Some(token) if ct_eq(token.as_bytes(), key.as_bytes()) => {}
+            _ => return ApiError::Unauthorized.into_response(),
+        }
+    }
+    next.run(req).await
+}
+
+async fn record_latency(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    metrics
+        .http_request_duration_seconds
+        .observe(&[&method, &route, resp.status().as_str()], start.elapsed());
+    resp
+}
+
+/// The full router. `body_limit` bytes per request, `timeout` per request.
+pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
+    let api = Router::new()
+        .route("/api/v1/jobs", post(create_job).get(list_jobs))
+        .route("/api/v1/jobs/batch", post(create_batch))
+        .route("/api/v1/jobs/{id}", get(get_job))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/api/v1/jobs/{id}/retry", post(retry_job))
+        .route("/api/v1/queues", get(queues))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
+    let ops = Router::new()
+        .route("/healthz", get(crate::ops::healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler));
+    let metrics = state.metrics.clone();
+    api.merge(ops)
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(middleware::from_fn_with_state(metrics, record_latency))
+        .layer(axum::Extension(BodyLimit(body_limit)))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                }))
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                    ApiError::Unavailable("request timed out".into())
+                }))
+                .timeout(timeout),
+        )
+}
+
+async fn metrics_handler(State(state): State<ApiState>) -> Response {
+    crate::ops::render_metrics(&state.metrics)
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let (code, status) = if state.draining.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if !state.db_ok.load(Ordering::SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    (
+        code,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({"status": status})),
+    )
+        .into_response()
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "invalid job id {raw:?}: expected a positive integer"
+        ))
+    })
+}
+
+async fn create_job(
+    State(state): State<ApiState>,
+    ClientKey(client): ClientKey,
+    JsonBody(job): JsonBody<NewJob>,
+) -> Result<Response, ApiError> {
+    if !state.limiter.allow(&client, 1).await {
+        state.metrics.api_rate_limited_total.inc(&[]);
+        return Err(ApiError::RateLimited);
+    }
+    let (job, created) = state.queue.enqueue(&job).await?;
+    let status = if created {
+        state.metrics.job_created_total.inc(&[&job.queue]);
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let location = format!("/api/v1/jobs/{}", job.id);
+    Ok((status, [(header::LOCATION, location)], Json(job)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    jobs: Vec<NewJob>,
+}
+
+async fn create_batch(
+    State(state): State<ApiState>,
+    ClientKey(client): ClientKey,
+    JsonBody(batch): JsonBody<BatchRequest>,
+) -> Result<Response, ApiError> {
+    if batch.jobs.is_empty() {
+        return Err(ApiError::BadRequest("jobs: must not be empty".into()));
+    }
+    if batch.jobs.len() > state.max_batch {
+        return Err(ApiError::BadRequest(format!(
+            "jobs: at most {} jobs per batch, got {}",
+            state.max_batch,
+            batch.jobs.len()
+        )));
+    }
+    if !state.limiter.allow(&client, 1).await {
+        state.metrics.api_rate_limited_total.inc(&[]);
+        return Err(ApiError::RateLimited);
+    }
+    let ids = state.queue.enqueue_batch(&batch.jobs).await?;
+    let mut per_queue: HashMap<&str, u64> = HashMap::new();
+    for j in &batch.jobs {
+        *per_queue.entry(j.queue.as_str()).or_default() += 1;
+    }
+    for (q, n) in per_queue {
+        state.metrics.job_created_total.inc_by(&[q], n);
+    }
+    Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
+}
+
+async fn get_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.queue.get(parse_id(&id)?).await?;
+    Ok(Json(job).into_response())
+}
+
+async fn list_jobs(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let mut filter = ListFilter {
+        limit: 50,
+        ..Default::default()
+    };
+    for (k, v) in &params {
+        match k.as_str() {
+            "status" if !v.is_empty() => {
+                filter.status = Some(Status::parse(v).ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "status: expected one of queued, running, succeeded, dead, cancelled; got {v:?}"
+                    ))
+                })?)
+            }
+            "queue" if !v.is_empty() => {
+                crate::job::validate_name(v).map_err(|m| ApiError::BadRequest(format!("queue: {m}")))?;
+                filter.queue = Some(v.clone());
+            }
+            "limit" => {
+                filter.limit = v
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=500).contains(l))
+                    .ok_or_else(|| ApiError::BadRequest("limit: must be between 1 and 500".into()))?
+            }
+            "cursor" if !v.is_empty() => {
+                filter.before = Some(
+                    v.parse::<i64>()
+                        .map_err(|_| ApiError::BadRequest("cursor: invalid cursor".into()))?,
+                )
+            }
+            "status" | "queue" | "cursor" => {}
+            other => return Err(ApiError::BadRequest(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    let jobs = state.queue.list(&filter).await?;
+    let next_cursor = (jobs.len() as i64 == filter.limit)
+        .then(|| jobs.last().map(|j| j.id.to_string()))
+        .flatten();
+    Ok(Json(serde_json::json!({"jobs": jobs, "next_cursor": next_cursor})).into_response())
+}
+
+async fn cancel_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.queue.cancel(parse_id(&id)?).await?;
+    Ok(Json(job).into_response())
+}
+
+async fn retry_job(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let job = state.queue.retry(parse_id(&id)?).await?;
+    Ok(Json(job).into_response())
+}
+
+async fn queues(State(state): State<ApiState>) -> Result<Response, ApiError> {
+    let stats = state.queue.stats().await?;
+    Ok(Json(serde_json::json!({"queues": stats})).into_response())
+}
+
+/// Pings the database every 2 s for `/readyz` (probes never query).
+pub fn spawn_db_watch(queue: Queue, db_ok: Arc<AtomicBool>, mut shutdown: Shutdown) {
+    tokio::spawn(async move {
+        loop {
+            let ok = tokio::time::timeout(Duration::from_secs(2), async {
+                let client = queue.pool().get().await.ok()?;
+                client.simple_query("SELECT 1").await.ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+            if db_ok.swap(ok, Ordering::SeqCst) != ok {
+                if ok {
+                    tracing::info!("database reachable");
+                } else {
+                    tracing::warn!("database unreachable: /readyz answers 503");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    });
+}
+
+/// Serves the API on an already-bound listener until `shutdown`; in-flight
+/// requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    cfg: &ApiConfig,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let draining = state.draining.clone();
+    state.limiter.spawn_connector();
+    spawn_db_watch(state.queue.clone(), state.db_ok.clone(), shutdown.clone());
+    let app = router(state, cfg.body_limit, cfg.request_timeout);
+    let mut sd = shutdown.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        sd.wait().await;
+        draining.store(true, Ordering::SeqCst);
+        tracing::info!("API draining: not accepting new connections, finishing in-flight requests");
+    })
+    .await
+}
+
+/// `jobqueue api`.
+pub async fn run(db: &DbConfig, cfg: &ApiConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    let pool = crate::db::pool(&db.url, db.pool_size)?;
+    let state = ApiState::new(Queue::new(pool), cfg);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("API_LISTEN {}: {e}", cfg.listen))?;
+    tracing::info!(listen = %cfg.listen, auth = cfg.secret_key.is_some(), redis = cfg.redis_url.is_some(), "API listening");
+    serve(listener, state, cfg, shutdown).await?;
+    tracing::info!("API stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(ct_eq(b"secret", b"secret"));
+        assert!(!ct_eq(b"secret", b"secreT"));
+        assert!(!ct_eq(b"secret", b"secret2"));
+    }
+}

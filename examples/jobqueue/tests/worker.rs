@@ -1,0 +1,434 @@
+//! Worker, lease and reaper semantics against a real PostgreSQL, with
+//! workers running in-process (custom kinds record what ran).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use jobqueue::{JobContext, JobError, NewJob, Registry, Status, Worker, WorkerOptions};
+use serde_json::json;
+
+use common::{eventually, Db};
+
+fn options(queues: &[&str]) -> WorkerOptions {
+    WorkerOptions {
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        concurrency: 4,
+        batch_size: 4,
+        poll_interval: Duration::from_millis(100),
+        lease_duration: Duration::from_secs(30),
+        shutdown_timeout: Duration::from_secs(5),
+        retry_base: Duration::from_millis(200),
+        retry_max: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.handle.await.unwrap().unwrap();
+    }
+}
+
+fn start(db: &Db, registry: Registry, opts: WorkerOptions) -> Running {
+    let worker = Worker::new(&db.url, registry, opts).unwrap();
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    Running {
+        stop,
+        handle: tokio::spawn(worker.run(shutdown)),
+    }
+}
+
+async fn status_of(q: &jobqueue::Queue, id: i64) -> jobqueue::Job {
+    q.get(id).await.unwrap()
+}
+
+#[tokio::test]
+async fn worker_runs_by_priority_then_run_at() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let seen = order.clone();
+    let registry = Registry::new().register("record", move |ctx: JobContext| {
+        let seen = seen.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .push(ctx.payload["n"].as_i64().unwrap());
+            Ok(())
+        }
+    });
+    let t0 = Utc::now() - chrono::Duration::seconds(10);
+    let jobs = vec![
+        NewJob::new("record")
+            .payload(json!({"n": 1}))
+            .priority(0)
+            .run_at(t0),
+        NewJob::new("record")
+            .payload(json!({"n": 2}))
+            .priority(5)
+            .run_at(t0 + chrono::Duration::seconds(2)),
+        NewJob::new("record")
+            .payload(json!({"n": 3}))
+            .priority(5)
+            .run_at(t0 + chrono::Duration::seconds(1)),
+        NewJob::new("record")
+            .payload(json!({"n": 4}))
+            .priority(-3)
+            .run_at(t0),
+        NewJob::new("record")
+            .payload(json!({"n": 5}))
+            .priority(10)
+            .run_at(t0 + chrono::Duration::seconds(5)),
+        // Another queue: not ours.
+        NewJob::new("record")
+            .payload(json!({"n": 6}))
+            .queue("other"),
+    ];
+    q.enqueue_batch(&jobs).await.unwrap();
+    let mut opts = options(&["default"]);
+    opts.concurrency = 1;
+    opts.batch_size = 1;
+    let w = start(&db, registry, opts);
+    assert!(eventually(Duration::from_secs(20), || order.lock().unwrap().len() == 5).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(*order.lock().unwrap(), vec![5, 3, 2, 1, 4]);
+    w.stop().await;
+    assert_eq!(db.count("status = 'succeeded'"), 5);
+    assert_eq!(
+        db.count("queue = 'other' AND status = 'queued' AND attempts = 0"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn worker_waits_for_run_at_and_wakes_on_notify() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let mut opts = options(&["default"]);
+    // Long poll: only NOTIFY can explain a prompt start.
+    opts.poll_interval = Duration::from_secs(30);
+    let w = start(&db, Registry::with_builtins(), opts);
+    tokio::time::sleep(Duration::from_millis(500)).await; // worker idle, listening
+    let (job, _) = q.enqueue(&NewJob::new("noop")).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(
+        eventually(Duration::from_secs(5), || db
+            .count(&format!("id = {} AND status = 'succeeded'", job.id))
+            == 1)
+        .await,
+        "NOTIFY did not wake the worker"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    w.stop().await;
+
+    // run_at in the future: not before it is due.
+    let mut opts = options(&["default"]);
+    opts.poll_interval = Duration::from_millis(100);
+    let due = Utc::now() + chrono::Duration::milliseconds(2500);
+    let (later, _) = q.enqueue(&NewJob::new("noop").run_at(due)).await.unwrap();
+    let w = start(&db, Registry::with_builtins(), opts);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        status_of(&q, later.id).await.status,
+        Status::Queued,
+        "ran before run_at"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || db
+            .count(&format!("id = {} AND status = 'succeeded'", later.id))
+            == 1)
+        .await
+    );
+    let finished: String = db.sql(&format!(
+        "SELECT finished_at >= run_at FROM jobs WHERE id = {}",
+        later.id
+    ));
+    assert_eq!(finished, "t");
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn worker_retries_with_backoff_then_dead() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let (flaky, _) = q
+        .enqueue(
+            &NewJob::new("fail")
+                .payload(json!({"times": 2}))
+                .max_attempts(5),
+        )
+        .await
+        .unwrap();
+    let (hopeless, _) = q
+        .enqueue(
+            &NewJob::new("fail")
+                .payload(json!({"times": 100}))
+                .max_attempts(3),
+        )
+        .await
+        .unwrap();
+    let (unknown, _) = q
+        .enqueue(&NewJob::new("no-such-kind").max_attempts(1))
+        .await
+        .unwrap();
+    let (bad_payload, _) = q
+        .enqueue(
+            &NewJob::new("sleep")
+                .payload(json!({"ms": "soon"}))
+                .max_attempts(5),
+        )
+        .await
+        .unwrap();
+    let w = start(&db, Registry::with_builtins(), options(&["default"]));
+    let ids = format!(
+        "({}, {}, {}, {})",
+        flaky.id, hopeless.id, unknown.id, bad_payload.id
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || db
+            .count(&format!("id IN {ids} AND status IN ('succeeded', 'dead')"))
+            == 4)
+        .await,
+        "jobs did not settle"
+    );
+    w.stop().await;
+
+    let f = status_of(&q, flaky.id).await;
+    assert_eq!(f.status, Status::Succeeded);
+    assert_eq!(f.attempts, 3);
+    assert!(f
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("failing on purpose"));
+    // Two backoffs of >= base/2 and >= base (base 200 ms, jitter [d/2, d]).
+    let span = (f.finished_at.unwrap() - f.created_at).num_milliseconds();
+    assert!(span >= 300, "retries were not delayed: {span} ms");
+
+    let h = status_of(&q, hopeless.id).await;
+    assert_eq!(h.status, Status::Dead);
+    assert_eq!(h.attempts, 3);
+    assert!(h.finished_at.is_some());
+
+    let u = status_of(&q, unknown.id).await;
+    assert_eq!(u.status, Status::Dead);
+    assert!(u.last_error.unwrap().contains("no handler registered"));
+
+    // A payload that cannot parse is permanent: dead after one attempt.
+    let b = status_of(&q, bad_payload.id).await;
+    assert_eq!(b.status, Status::Dead);
+    assert_eq!(b.attempts, 1);
+
+    // Retry through the store: dead → queued with fresh attempts.
+    let again = q.retry(hopeless.id).await.unwrap();
+    assert_eq!((again.status, again.attempts), (Status::Queued, 0));
+}
+
+#[tokio::test]
+async fn lease_expiry_requeues_and_fences_the_old_holder() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let (job, _) = q
+        .enqueue(&NewJob::new("noop").max_attempts(3))
+        .await
+        .unwrap();
+    let queues = vec!["default".to_string()];
+
+    // Worker A claims with a short lease and stalls past it.
+    let a = q
+        .claim(&queues, 10, Duration::from_millis(300), "worker-a")
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].attempt, 1);
+    assert_eq!(
+        db.sql(&format!("SELECT locked_by FROM jobs WHERE id = {}", job.id)),
+        "worker-a"
+    );
+    // Nobody else can claim a held job.
+    assert!(q
+        .claim(&queues, 10, Duration::from_secs(30), "worker-b")
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (requeued, dead) = q.reap_expired().await.unwrap();
+    assert_eq!((requeued, dead), (1, 0));
+    let j = status_of(&q, job.id).await;
+    assert_eq!(j.status, Status::Queued);
+    assert!(j.last_error.unwrap().contains("lease expired"));
+
+    // Worker B claims the next attempt.
+    let b = q
+        .claim(&queues, 10, Duration::from_secs(30), "worker-b")
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].attempt, 2);
+    assert_ne!(a[0].lease_token, b[0].lease_token);
+
+    // A wakes up: every write with its stale token is a no-op.
+    let stale = [(job.id, a[0].lease_token)];
+    assert!(q.complete(&stale).await.unwrap().is_empty());
+    assert!(q
+        .extend(&stale, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(q.release(&stale).await.unwrap().is_empty());
+    let failure = jobqueue::queue::Failure {
+        id: job.id,
+        lease_token: a[0].lease_token,
+        error: "stale".into(),
+        retry_in: Duration::ZERO,
+        permanent: true,
+    };
+    assert!(q.fail(&[failure]).await.unwrap().is_empty());
+    let j = status_of(&q, job.id).await;
+    assert_eq!((j.status, j.attempts), (Status::Running, 2));
+    assert_eq!(
+        db.sql(&format!("SELECT locked_by FROM jobs WHERE id = {}", job.id)),
+        "worker-b"
+    );
+
+    // B's lease is valid: extend and complete work.
+    let fresh = [(job.id, b[0].lease_token)];
+    assert_eq!(
+        q.extend(&fresh, Duration::from_secs(60)).await.unwrap(),
+        vec![job.id]
+    );
+    assert_eq!(q.complete(&fresh).await.unwrap(), vec![job.id]);
+    assert_eq!(status_of(&q, job.id).await.status, Status::Succeeded);
+    // Completing twice is fenced too.
+    assert!(q.complete(&fresh).await.unwrap().is_empty());
+
+    // Exhausted attempts: an expired last attempt goes dead.
+    let (last, _) = q
+        .enqueue(&NewJob::new("noop").max_attempts(1))
+        .await
+        .unwrap();
+    let c = q
+        .claim(&queues, 10, Duration::from_millis(100), "worker-c")
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(q.reap_expired().await.unwrap(), (0, 1));
+    assert_eq!(status_of(&q, last.id).await.status, Status::Dead);
+}
+
+/// A worker whose lease is taken away (reaped while the handler is still
+/// running) aborts the handler and never records an outcome.
+#[tokio::test]
+async fn worker_aborts_handler_when_lease_is_lost_or_job_cancelled() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let f2 = finished.clone();
+    let registry = Registry::new().register("slow", move |ctx: JobContext| {
+        let f2 = f2.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            f2.lock().unwrap().push(ctx.id);
+            Ok::<(), JobError>(())
+        }
+    });
+    let (cancel_me, _) = q.enqueue(&NewJob::new("slow")).await.unwrap();
+    let (steal_me, _) = q.enqueue(&NewJob::new("slow")).await.unwrap();
+    let mut opts = options(&["default"]);
+    opts.lease_duration = Duration::from_secs(2); // extended every ~0.67 s
+    let w = start(&db, registry, opts);
+    assert!(
+        eventually(Duration::from_secs(10), || db.count("status = 'running'")
+            == 2)
+        .await
+    );
+
+    // Cancel one via the API's store call.
+    let c = q.cancel(cancel_me.id).await.unwrap();
+    assert_eq!(c.status, Status::Cancelled);
+    // Steal the other: requeue it under the worker's feet (as the reaper
+    // would after a long pause) and let another claim take it.
+    db.sql(&format!(
+        "UPDATE jobs SET status = 'queued', lease_token = NULL WHERE id = {}",
+        steal_me.id
+    ));
+    let other = q
+        .claim(
+            &["default".to_string()],
+            1,
+            Duration::from_secs(60),
+            "thief",
+        )
+        .await
+        .unwrap();
+    assert_eq!(other.len(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        finished.lock().unwrap().is_empty(),
+        "handlers should have been aborted"
+    );
+    assert_eq!(status_of(&q, cancel_me.id).await.status, Status::Cancelled);
+    let s = status_of(&q, steal_me.id).await;
+    assert_eq!(s.status, Status::Running);
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT locked_by FROM jobs WHERE id = {}",
+            steal_me.id
+        )),
+        "thief"
+    );
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_migrate_is_safe() {
+    let pg = tokio::task::spawn_blocking(berth_tests::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url("postgres");
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move { jobqueue::migrate(&url).await }));
+    }
+    let mut applied = 0;
+    for t in tasks {
+        applied += t.await.unwrap().expect("migrate").len();
+    }
+    assert_eq!(
+        applied,
+        jobqueue::migrate::MIGRATIONS.len(),
+        "each migration applied exactly once"
+    );
+    let rows = pg.psql("postgres", "SELECT count(*) FROM jobqueue_migrations");
+    assert_eq!(rows, jobqueue::migrate::MIGRATIONS.len().to_string());
+    // And the binary, twice at once, in separate processes.
+    let dir = tempfile::tempdir().unwrap();
+    let mut children: Vec<_> = (0..2)
+        .map(|i| {
+            common::spawn_jobqueue(
+                "migrate",
+                &[("DATABASE_URL", url.clone())],
+                &dir.path().join(format!("m{i}.log")),
+            )
+        })
+        .collect();
+    for c in &mut children {
+        let status = common::wait_exit(c, Duration::from_secs(30)).expect("migrate exits");
+        assert!(status.success());
+    }
+    let log = std::fs::read_to_string(dir.path().join("m0.log")).unwrap();
+    assert!(!log.contains(&pg.password), "password in migrate logs");
+    assert!(log.contains("migrations done"));
+}
