@@ -24,6 +24,8 @@
 #   6. examples/existing-pod without Helm: the plain-YAML patch through
 #      `kubectl patch --local` and the kustomize overlay through
 #      `kubectl kustomize`, both validated like the renders
+#   7. `berth check-config` (the binary built from sidecar/) accepts every
+#      berth.yaml the renders hold (tests/charts/check-configs.py)
 # Prints one line per step and a summary; exit 0 only if everything passed.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -85,7 +87,10 @@ done
 # case name | chart dir | values file (empty = defaults)
 CASES=("berth-default|$ROOT/charts/berth|")
 for f in "$ROOT"/charts/berth/ci/*-values.yaml; do CASES+=("berth-$(basename "$f" -values.yaml)|$ROOT/charts/berth|$f"); done
-CASES+=("jobqueue|$ROOT/charts/berth|$ROOT/examples/jobqueue/values.yaml")
+# examples/jobqueue/values.yaml is charts/berth/ci/jobqueue-values.yaml (a
+# symlink, so ct install deploys the whole job queue too).
+[ "$(readlink -f "$ROOT/charts/berth/ci/jobqueue-values.yaml")" = "$ROOT/examples/jobqueue/values.yaml" ] \
+  || CASES+=("jobqueue|$ROOT/charts/berth|$ROOT/examples/jobqueue/values.yaml")
 CASES+=("existing-pod|$ROOT/examples/existing-pod/chart|")
 LOGNAME=template
 renders=0; rfail=0; diffs=0; t_render0=$(date +%s.%N)
@@ -164,6 +169,16 @@ if [ -f "$EP/kustomize/kustomization.yaml" ]; then
   else bad "existing-pod/kustomize: see $OUT/logs/kustomize.log"; fi
 else bad "existing-pod/kustomize: kustomization.yaml missing"; fi
 
+# ---- 7. the real berth parser accepts every rendered berth.yaml ---------------
+LOGNAME=check-config
+BERTH_TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+if (cd "$ROOT" && cargo build -q -p berth --bin berth) > "$OUT/logs/check-config.log" 2>&1 && [ -x "$BERTH_TARGET/debug/berth" ]; then
+  if "$VB/python" "$ROOT/tests/charts/check-configs.py" "$BERTH_TARGET/debug/berth" \
+       "$OUT"/render/helm4/*/*.yaml >> "$OUT/logs/check-config.log" 2>&1; then
+    ok "berth check-config: $(tail -1 "$OUT/logs/check-config.log")"
+  else bad "berth check-config rejected a rendered config, see $OUT/logs/check-config.log"; fi
+else bad "berth check-config: could not build the berth binary, see $OUT/logs/check-config.log"; fi
+
 # ---- 5. checkov ---------------------------------------------------------------
 SKIPS_FILE=$ROOT/tests/charts/checkov-skips.yaml
 skips=$("$VB/python" - "$SKIPS_FILE" <<'PY'
@@ -182,15 +197,21 @@ cp "$OUT"/render/helm4/1.35.0/*.yaml "$OUT/checkov/" 2>/dev/null
 for f in "$OUT"/render/helm4/1.28.0/*.yaml; do cp "$f" "$OUT/checkov/1.28-$(basename "$f")"; done
 cp "$OUT"/render/no-helm/*.yaml "$OUT/checkov/" 2>/dev/null
 t_ck0=$(date +%s.%N)
-"$VB/checkov" -d "$OUT/checkov" --framework kubernetes --skip-download --compact --quiet ${skips:+--skip-check "$skips"} \
-  > "$OUT/logs/checkov.log" 2>&1; rc=$?
-t_ck=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_ck0}")
 "$VB/checkov" -d "$OUT/checkov" --framework kubernetes --skip-download --compact ${skips:+--skip-check "$skips"} -o json \
-  > "$OUT/logs/checkov.json" 2>/dev/null
-counts=$("$VB/python" -c 'import json,sys
-d=json.load(open(sys.argv[1])); d=d if isinstance(d,list) else [d]
-p=sum(x.get("summary",{}).get("passed",0) for x in d); f=sum(x.get("summary",{}).get("failed",0) for x in d)
-print(f"{p} passed, {f} failed")' "$OUT/logs/checkov.json" 2>/dev/null || echo "counts unavailable")
+  > "$OUT/logs/checkov.json" 2> "$OUT/logs/checkov.log"
+t_ck=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_ck0}")
+counts=$("$VB/python" - "$OUT/logs/checkov.json" 2>> "$OUT/logs/checkov.log" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d = d if isinstance(d, list) else [d]
+passed = sum(x.get("summary", {}).get("passed", 0) for x in d)
+failed = [f for x in d for f in x.get("results", {}).get("failed_checks", [])]
+for f in failed:
+    print(f"FAILED {f['check_id']} {f['check_name']}: {f['file_path']} {f['resource']}", file=sys.stderr)
+print(f"{passed} passed, {len(failed)} failed")
+sys.exit(1 if failed or passed == 0 else 0)
+PY
+); rc=$?
+[ -n "$counts" ] || counts="no result (see $OUT/logs/checkov.log)"
 nskip=$(tr ',' '\n' <<<"$skips" | grep -c .)
 [ $rc = 0 ] && ok "checkov: $counts, $nskip documented skip(s), ${t_ck}s" || bad "checkov: $counts, see $OUT/logs/checkov.log"
 

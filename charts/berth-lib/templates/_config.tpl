@@ -114,7 +114,12 @@ config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 {{- fail (printf "%s.drain.notify.url is required when %s.drain.notify.type=http" .path .path) -}}
 {{- end -}}
 {{- $cfg := dict "listen" (printf "0.0.0.0:%d" (int $s.port)) "mode" (ternary "native" "regular" (eq .placement "native")) -}}
-{{- if $s.token -}}{{- $_ := set $cfg "token" $s.token -}}{{- end -}}
+{{- if $s.token -}}
+{{- if not (contains "${" (toString $s.token)) -}}
+{{- fail (printf "%s.token is a literal, which would land in a ConfigMap: write it as ${VAR} (env from a Secret) or ${file:/etc/berth/secret/NAME} (secretFiles)" .path) -}}
+{{- end -}}
+{{- $_ := set $cfg "token" $s.token -}}
+{{- end -}}
 {{- $_ := set $cfg "checks" $checks -}}
 {{- if $s.startup.waitFor -}}{{- $_ := set $cfg "startup" (dict "waitFor" $s.startup.waitFor) -}}{{- end -}}
 {{- $drain := dict "delay" $s.drain.delay "timeout" $s.drain.timeout "notify" $notify -}}
