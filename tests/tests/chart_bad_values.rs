@@ -29,6 +29,7 @@ const CASES: &[(&str, &[&str], &str)] = &[
     (WEB, &["workloads.web.berth.checks.app.maxAge=5s"], "workloads.web.berth.checks.app.maxAge is not a setting of a http check"),
     (WEB, &["workloads.web.berth.checks.app.bogus=1"], "/workloads/web/berth/checks/app"),
     (WEB, &["workloads.web.berth.token=plain-text-token"], "workloads.web.berth.token is a literal"),
+    (WEB, &["workloads.web.berth.startup.waitFor[0]=app"], "workloads.web.berth.startup.waitFor names \"app\", a http check on the pod itself"),
     (WEB, &["workloads.web.hook.enabled=true"], "workloads.web.hook.enabled=true is only for kind Job"),
     (WEB, &["workloads.web.metrics.port=nope"], "workloads.web.metrics.port=nope"),
     (WEB, &["workloads.web.ports.berth.port=9000"], "workloads.web.ports.berth"),

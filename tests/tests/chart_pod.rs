@@ -113,10 +113,11 @@ fn native_sidecar_from_kubernetes_1_29() {
                     .any(|c| c["name"] == "berth"),
                 "{helm:?} {kube}: not also a regular container"
             );
-            // The native sidecar's startupProbe is the startup gate.
+            // ci/web checks only the pod itself: nothing to gate on, so the
+            // sidecar's startupProbe is berth's own liveness.
             assert_eq!(
                 inits[0]["startupProbe"]["httpGet"]["path"],
-                "/api/v1/health/startup"
+                "/api/v1/health/live"
             );
             assert_eq!(berth_config(&cm)["mode"], "native", "{helm:?} {kube}");
         }
@@ -296,5 +297,60 @@ fn berth_image_args_and_port_follow_the_interface() {
         .expect("berth")
         .clone();
         assert_eq!(b["image"], "localhost/berth-dev/berth:dev", "{helm:?}");
+    }
+}
+
+#[test]
+fn startup_gate_waits_only_for_dependencies() {
+    for helm in HELMS {
+        let m = Render::berth(helm)
+            .values("examples/jobqueue/values.yaml")
+            .kube("1.35.0")
+            .ok();
+        // api: gated on the database (explicit waitFor), its sidecar's
+        // startupProbe holds the main container until PostgreSQL answers.
+        let api = pod_spec(m.get("Deployment", "rel-api"))
+            .expect("spec")
+            .clone();
+        let berth = container(&api, "berth").expect("berth");
+        assert_eq!(
+            berth["startupProbe"]["httpGet"]["path"], "/api/v1/health/startup",
+            "{helm:?}"
+        );
+        let cfg = berth_config(m.get("ConfigMap", "rel-api-berth"));
+        assert_eq!(cfg["startup"]["waitFor"], serde_json::json!(["db"]));
+        // postgresql: its only check is its own port; gating on it would
+        // never let the main container start.
+        let pg = pod_spec(m.get("StatefulSet", "rel-postgresql"))
+            .expect("spec")
+            .clone();
+        let berth = container(&pg, "berth").expect("berth");
+        assert_eq!(
+            berth["startupProbe"]["httpGet"]["path"], "/api/v1/health/live",
+            "{helm:?}"
+        );
+        assert!(berth_config(m.get("ConfigMap", "rel-postgresql-berth"))
+            .get("startup")
+            .is_none());
+        // Without waitFor the gate is derived: critical dependency checks only.
+        let m = Render::berth(helm)
+            .values(WEB)
+            .set("workloads.web.berth.checks.db.type=postgres")
+            .set("workloads.web.berth.checks.db.url=${DATABASE_URL}")
+            .kube("1.35.0")
+            .ok();
+        let cfg = berth_config(m.get("ConfigMap", "rel-web-berth"));
+        assert_eq!(
+            cfg["startup"]["waitFor"],
+            serde_json::json!(["db"]),
+            "{helm:?}: not app, not app-port"
+        );
+        let spec = pod_spec(m.get("Deployment", "rel-web"))
+            .expect("spec")
+            .clone();
+        assert_eq!(
+            container(&spec, "berth").expect("berth")["startupProbe"]["httpGet"]["path"],
+            "/api/v1/health/startup"
+        );
     }
 }

@@ -83,6 +83,59 @@ name, each validated.
 {{- end -}}
 
 {{/*
+isLocal (dict "check" C) -> "true" when the check watches the pod itself
+(the main container's port, a heartbeat file, a process) rather than a
+dependency: such a check cannot pass before the main container runs.
+*/}}
+{{- define "berth-lib.isLocal" -}}
+{{- $c := .check -}}
+{{- $type := toString $c.type -}}
+{{- if has $type (list "file" "process") -}}true
+{{- else -}}
+{{- $target := toString (coalesce $c.url $c.address "") -}}
+{{- $host := regexReplaceAll "^([a-zA-Z][a-zA-Z0-9+.-]*://)?([^/@]*@)?" $target "" -}}
+{{- if regexMatch "^(127\\.[0-9.]+|localhost|\\[::1\\]|0\\.0\\.0\\.0)(:|/|$)" $host -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+gate (dict "root" $ "settings" S "path" P "placement" X) -> JSON list of the
+checks the startup gate waits for, or [] when nothing gates the start.
+
+The gate holds the main container back when berth is a native sidecar whose
+startupProbe is the gate (startup.gate) or when a `berth wait` init
+container runs (wait.enabled). A check on the pod itself (see isLocal) can
+only pass once the main container runs, so:
+  - an explicit startup.waitFor naming one fails the render (it would
+    deadlock the pod);
+  - with no startup.waitFor, the gate waits for the critical checks that
+    are dependencies, and nothing at all when there are none.
+*/}}
+{{- define "berth-lib.gate" -}}
+{{- $s := .settings -}}
+{{- $gated := or (and (eq .placement "native") $s.startup.gate) (and $s.enabled $s.wait.enabled) -}}
+{{- $out := list -}}
+{{- if $gated -}}
+{{- $checks := include "berth-lib.checks" . | fromJsonArray -}}
+{{- if $s.startup.waitFor -}}
+{{- range $c := $checks -}}
+{{- if and (has $c.name $s.startup.waitFor) (include "berth-lib.isLocal" (dict "check" $c)) -}}
+{{- fail (printf "%s.startup.waitFor names %q, a %s check on the pod itself: the startup gate holds the main container until waitFor passes, so it would never start; list only dependencies there (or set %s.startup.gate=false)" $.path $c.name (toString $c.type) $.path) -}}
+{{- end -}}
+{{- end -}}
+{{- $out = $s.startup.waitFor -}}
+{{- else -}}
+{{- range $c := $checks -}}
+{{- if and (ne (toString (dig "critical" true $c)) "false") (not (include "berth-lib.isLocal" (dict "check" $c))) -}}
+{{- $out = append $out $c.name -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
 config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 -> the berth.yaml text.
 */}}
@@ -121,7 +174,12 @@ config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 {{- $_ := set $cfg "token" $s.token -}}
 {{- end -}}
 {{- $_ := set $cfg "checks" $checks -}}
-{{- if $s.startup.waitFor -}}{{- $_ := set $cfg "startup" (dict "waitFor" $s.startup.waitFor) -}}{{- end -}}
+{{- $gate := include "berth-lib.gate" . | fromJsonArray -}}
+{{- if $gate -}}
+{{- $_ := set $cfg "startup" (dict "waitFor" $gate) -}}
+{{- else if $s.startup.waitFor -}}
+{{- $_ := set $cfg "startup" (dict "waitFor" $s.startup.waitFor) -}}
+{{- end -}}
 {{- $drain := dict "delay" $s.drain.delay "timeout" $s.drain.timeout "notify" $notify -}}
 {{- if $s.drain.waitUntilDown -}}{{- $_ := set $drain "waitUntilDown" $s.drain.waitUntilDown -}}{{- end -}}
 {{- $_ := set $cfg "drain" $drain -}}

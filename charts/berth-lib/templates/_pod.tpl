@@ -59,7 +59,7 @@ container (dict "root" $ "settings" S "placement" native|regular)
       "securityContext" $s.securityContext -}}
 {{- with $s.envFrom }}{{- $_ := set $c "envFrom" . -}}{{- end -}}
 {{- $startupPath := "/api/v1/health/live" -}}
-{{- if and (eq .placement "native") $s.startup.gate -}}
+{{- if and (eq .placement "native") $s.startup.gate (include "berth-lib.gate" . | fromJsonArray) -}}
 {{- /* A native sidecar's startupProbe holds the next init containers and the main container until berth's startup gate (the critical dependencies) has passed. */ -}}
 {{- $startupPath = "/api/v1/health/startup" -}}
 {{- end -}}
@@ -147,7 +147,7 @@ berth container.
 {{- if kindIs "string" $spec -}}{{- $spec = fromYaml $spec -}}{{- else -}}{{- $spec = deepCopy $spec -}}{{- end -}}
 {{- $s := include "berth-lib.settings" . | fromJson -}}
 {{- $placement := include "berth-lib.placement" (dict "root" .root "settings" $s "path" $path "kind" $kind) -}}
-{{- $wait := and $s.enabled $s.wait.enabled -}}
+{{- $wait := and $s.enabled $s.wait.enabled (include "berth-lib.gate" (dict "root" .root "settings" $s "path" $path "placement" $placement) | fromJsonArray) -}}
 {{- if or (ne $placement "none") $wait -}}
 {{- if not .configMap -}}{{- fail "berth-lib.pod: the configMap key (name of the berth ConfigMap) is required" -}}{{- end -}}
 {{- $longRunning := not (has $kind (list "Job" "CronJob")) -}}
