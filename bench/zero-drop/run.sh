@@ -26,8 +26,10 @@
 # Environment (defaults in brackets):
 #   LOAD_S [15]  CONC [8]  DELAY [3s]  TRIALS ["baseline berth sigterm sigkill"]
 #   DISRUPT_AFTER [3]   seconds into the load when replica A is terminated
-#   APP_CMD      command that starts ONE replica; it sees $PORT (the port it
-#                must listen on on 127.0.0.1) [drain_app example]
+#   APP_CMD      command that starts ONE replica, run as `exec $APP_CMD` with
+#                $PORT set (the port it must listen on, 127.0.0.1); use
+#                `env VAR=value cmd args` for environment
+#                [env DRAIN_APP_LISTEN=127.0.0.1:$PORT <drain_app example>]
 #   APP_PATH [/]  APP_HEALTH_PATH [/healthz]  the load path and berth's check
 #   BERTH_BIN    berth binary [built here]      NO_BUILD=1  skip cargo build
 #   BERTH_EXTRA  extra YAML appended to each berth config (e.g. more checks)
@@ -52,7 +54,7 @@ fi
 BERTH_BIN=${BERTH_BIN:-$TARGET/release/berth}
 DRAIN_APP=$TARGET/release/examples/drain_app
 # shellcheck disable=SC2016 # $PORT is expanded when each replica starts
-APP_CMD=${APP_CMD:-'DRAIN_APP_LISTEN=127.0.0.1:$PORT '"$DRAIN_APP"}
+APP_CMD=${APP_CMD:-'env DRAIN_APP_LISTEN=127.0.0.1:$PORT '"$DRAIN_APP"}
 [ -x "$BERTH_BIN" ] || die "no berth binary at $BERTH_BIN"
 
 W=$(mktemp -d /tmp/zero-drop-XXXX)
@@ -150,18 +152,21 @@ disrupt() { # trial
   esac
 }
 
-declare -A SENT=() FAILED=() CODES=()
+declare -A SENT=() FAILED=() CODES=() HAP=()
 run_trial() { # name
   local t=$1 hp
   if [ -z "${PID[app_a]:-}" ] || ! kill -0 "${PID[app_a]}" 2>/dev/null; then start_replica a; fi
   both_up || die "[$t] replicas never both UP in haproxy"
   sleep 2 # let both replicas settle (rise 2, keep-alive pools)
+  local log_before
+  log_before=$(wc -l <"$W/haproxy.log")
   hey -z "${LOAD_S}s" -c "$CONC" "http://127.0.0.1:$FE$APP_PATH" >"$W/$t.hey" 2>&1 &
   hp=$!
   sleep "$DISRUPT_AFTER"
-  local t0=$SECONDS
-  disrupt "$t"
-  [ "$t" = baseline ] || echo "  [$t] replica A terminated in $((SECONDS - t0)) s"
+  local t0
+  t0=$(date +%s%N)
+  disrupt "$t" 2>>"$W/disrupt.err" # (bash reports the SIGKILLed job there)
+  [ "$t" = baseline ] || echo "  [$t] replica A terminated in $((($(date +%s%N) - t0) / 1000000)) ms"
   wait "$hp"
   local ok bad err codes
   ok=$(awk '/Status code distribution/{f=1;next} f && /\[[0-9]+\]/{s+=$2} /Error distribution/{f=0} END{print s+0}' "$W/$t.hey")
@@ -170,6 +175,9 @@ run_trial() { # name
   codes=$(awk '/Status code distribution/{f=1;next} /Error distribution/{f=0} f && /\[[0-9]+\]/{gsub(/[][]/,"",$1); printf "%s%s:%s", sep, $1, $2; sep=" "}' "$W/$t.hey")
   [ "$err" -gt 0 ] && codes="$codes errors:$err"
   SENT[$t]=$((ok + err)); FAILED[$t]=$((bad + err)); CODES[$t]=$codes
+  # haproxy's view of the failures: status, server and termination flags
+  HAP[$t]=$(tail -n +"$((log_before + 1))" "$W/haproxy.log" | awk '$6 ~ /^5[0-9][0-9]$/ {print $6, $4, $10}' |
+    sort | uniq -c | awk '{printf "%s%s x%s (%s %s)", sep, $2, $1, $3, $4; sep="; "}')
 }
 
 echo "zero-drop: load ${LOAD_S}s x $CONC connections on $APP_PATH, drain.delay $DELAY, work dir $W"
@@ -187,5 +195,5 @@ if [[ " $TRIALS " == *" berth "* ]]; then
   [ "${SENT[berth]}" -lt 10000 ] && verdict="$verdict (fewer than 10,000 requests: raise LOAD_S)"
   echo "zero-drop: $verdict; logs in $W"
 fi
-grep -a ' 50[0-9] ' "$W/haproxy.log" 2>/dev/null | awk '{print $(NF-8), $(NF-5)}' | sort | uniq -c | head -5 | sed 's/^/  haproxy 5xx (server, flags): /'
+for t in $TRIALS; do [ -n "${HAP[$t]}" ] && echo "  haproxy 5xx in $t: ${HAP[$t]}"; done
 exit 0

@@ -609,7 +609,7 @@ async fn prestop_signal_notify_reaches_every_named_process_but_not_berth() {
     let bystander_name = unique_name("bbys");
     let bystander = spawn_named_sleep(dirs[0].path(), &bystander_name);
     // berth itself runs from an executable named like the target.
-    let berth_exe = copy_exe(BERTH, dirs[2].path(), &name);
+    let berth_exe = copy_exe(berth_bin(), dirs[2].path(), &name);
     let berth = Berth::start_with(
         &format!(
             "checks:\n{}drain:\n  delay: 100ms\n  timeout: 10s\n  \

@@ -398,7 +398,7 @@ fn write_config(dir: &std::path::Path, yaml: &str) -> PathBuf {
 }
 
 fn berth_wait(config: &std::path::Path, timeout: &str, log: &std::path::Path) -> Proc {
-    let mut cmd = Command::new(BERTH);
+    let mut cmd = Command::new(berth_bin());
     cmd.arg("wait")
         .arg("--config")
         .arg(config)

@@ -23,7 +23,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-pub const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The berth binary under test: cargo's build of this crate, or
+/// `$BERTH_TEST_BIN` (e.g. the static release binary that goes into the
+/// image, or a deliberately broken build to check that these tests fail).
+pub fn berth_bin() -> PathBuf {
+    std::env::var_os("BERTH_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")))
+}
 
 // ---------------------------------------------------------------- event log
 
@@ -236,9 +243,11 @@ pub fn world_readable_tempdir() -> tempfile::TempDir {
 
 /// Copies `src` (e.g. `/bin/sleep`) to `dir/name`, so the process started
 /// from it has `comm == name`.
-pub fn copy_exe(src: &str, dir: &Path, name: &str) -> PathBuf {
+pub fn copy_exe(src: impl AsRef<Path>, dir: &Path, name: &str) -> PathBuf {
+    let src = src.as_ref();
     let dst = dir.join(name);
-    fs::copy(src, &dst).unwrap_or_else(|e| panic!("copy {src} to {}: {e}", dst.display()));
+    fs::copy(src, &dst)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
     fs::set_permissions(&dst, fs::Permissions::from_mode(0o755)).expect("chmod exe");
     dst
 }
@@ -381,7 +390,7 @@ impl Berth {
             fs::set_permissions(&config_path, fs::Permissions::from_mode(0o644))
                 .expect("chmod config");
             let log_path = dir.path().join("berth.log");
-            let exe = opts.exe.clone().unwrap_or_else(|| PathBuf::from(BERTH));
+            let exe = opts.exe.clone().unwrap_or_else(berth_bin);
             let mut cmd = match opts.as_uid {
                 Some(uid) => {
                     let exe = exe_usable_by(uid, &exe, dir.path());
