@@ -12,13 +12,13 @@
 #
 #   bench/sidecar/run.sh        (or: scripts/bench.sh sidecar)
 #
-# Environment: DURATION [10s] hey duration per server, CORE [1] core for the
+# Environment: DURATION [10s] hey duration per run, ROUNDS [3] alternating runs per server, CORE [1] core for the
 # servers, HEY_CORE [0], BERTH_BIN (skip the build), PG_URL
 # [postgres://postgres@127.0.0.1:5432/postgres], REDIS_URL [redis://127.0.0.1:6379/0].
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-DURATION=${DURATION:-10s}; CORE=${CORE:-1}; HEY_CORE=${HEY_CORE:-0}
+DURATION=${DURATION:-10s}; ROUNDS=${ROUNDS:-3}; CORE=${CORE:-1}; HEY_CORE=${HEY_CORE:-0}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 TRIPLE=x86_64-unknown-linux-gnu
@@ -141,12 +141,17 @@ rps() { taskset -c "$HEY_CORE" hey -z "$2" -c 50 "$1" | awk '/Requests\/sec/ {pr
 # Warm both up, then measure nginx, berth, nginx again (to see drift).
 rps "http://127.0.0.1:$NPORT/" 2s >/dev/null
 rps "http://127.0.0.1:$BPORT/api/v1/health/ready" 2s >/dev/null
-n1=$(rps "http://127.0.0.1:$NPORT/" "$DURATION")
-b1=$(rps "http://127.0.0.1:$BPORT/api/v1/health/ready" "$DURATION")
-n2=$(rps "http://127.0.0.1:$NPORT/" "$DURATION")
-nginx_rps=$(echo "($n1 + $n2) / 2" | bc -l)
-printf 'requests/s, hey -c 50 -z %s, servers on core %s, hey on core %s:\n' "$DURATION" "$CORE" "$HEY_CORE"
-printf '  nginx static 200 : %.0f req/s (runs: %.0f, %.0f)\n' "$nginx_rps" "$n1" "$n2"
-printf '  berth /ready     : %.0f req/s\n' "$b1"
-printf '  ratio berth/nginx: %.2f   [target >= 1.0]\n' "$(echo "$b1 / $nginx_rps" | bc -l)"
+# Alternate the two servers ROUNDS times: a shared machine's load drifts,
+# and alternating exposes both servers to the same drift. Medians reported.
+ns=(); bs=()
+for _ in $(seq "$ROUNDS"); do
+  ns+=("$(rps "http://127.0.0.1:$NPORT/" "$DURATION")")
+  bs+=("$(rps "http://127.0.0.1:$BPORT/api/v1/health/ready" "$DURATION")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+nginx_rps=$(median "${ns[@]}"); berth_rps=$(median "${bs[@]}")
+printf 'requests/s, hey -c 50 -z %s x %s rounds, servers on core %s, hey on core %s:\n' "$DURATION" "$ROUNDS" "$CORE" "$HEY_CORE"
+printf '  nginx static 200 : median %.0f req/s (runs: %s)\n' "$nginx_rps" "$(printf '%.0f ' "${ns[@]}")"
+printf '  berth /ready     : median %.0f req/s (runs: %s)\n' "$berth_rps" "$(printf '%.0f ' "${bs[@]}")"
+printf '  ratio berth/nginx: %.2f   [target >= 1.0]\n' "$(echo "$berth_rps / $nginx_rps" | bc -l)"
 printf 'berth RSS after the load: %.2f MiB\n' "$(echo "$(awk '/^VmRSS/ {print $2}' /proc/$BPID/status)/1024" | bc -l)"

@@ -107,6 +107,10 @@ pub async fn run(
         let _ = began_tx.send(());
     };
     let router = server::router(app.clone());
+    // Probe answers are one small write each: never hold them back (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
