@@ -283,3 +283,52 @@ fn berth_disabled_leaves_a_plain_valid_chart() {
         }
     }
 }
+
+#[test]
+fn daemonset_gets_berth_and_extra_pod_spec_fields_but_no_replicas_hpa_or_pdb() {
+    const DS: &str = "charts/berth/ci/daemonset-values.yaml";
+    for helm in HELMS {
+        let m = Render::berth(helm).values(DS).ok();
+        let ds = m.get("DaemonSet", "rel-agent");
+        assert!(ds["spec"].get("replicas").is_none(), "{helm:?}");
+        assert_eq!(
+            ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"],
+            1
+        );
+        let spec = pod_spec(ds).expect("spec");
+        assert_eq!(spec["hostAliases"][0]["ip"], "127.0.0.1", "podSpec merged");
+        assert_eq!(spec["dnsConfig"]["options"][0]["name"], "ndots");
+        assert!(
+            spec.get("topologySpreadConstraints").is_none(),
+            "one pod per node anyway"
+        );
+        let main = container(spec, "agent").expect("main");
+        assert_eq!(
+            main["readinessProbe"]["httpGet"]["path"],
+            "/api/v1/health/ready"
+        );
+        assert_eq!(
+            main["lifecycle"]["preStop"]["httpGet"]["path"],
+            "/api/v1/lifecycle/prestop"
+        );
+        assert_eq!(spec["terminationGracePeriodSeconds"], 2 + 10 + 5);
+        assert!(m.of_kind("PodDisruptionBudget").is_empty());
+        assert!(m.of_kind("HorizontalPodAutoscaler").is_empty());
+        let err = Render::berth(helm)
+            .values(DS)
+            .set("workloads.agent.hpa.enabled=true")
+            .err();
+        assert!(
+            err.contains("workloads.agent.hpa.enabled=true"),
+            "{helm:?}: {err}"
+        );
+        let err = Render::berth(helm)
+            .values(DS)
+            .set("workloads.agent.replicas=2")
+            .err();
+        assert!(
+            err.contains("workloads.agent.replicas is only for"),
+            "{helm:?}: {err}"
+        );
+    }
+}

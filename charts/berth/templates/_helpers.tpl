@@ -150,5 +150,5 @@ names) go through tpl.
 
 {{/* hasService (dict root name w) -> "true" when a Service is rendered for the workload */}}
 {{- define "berth.hasService" -}}
-{{- if and .w.service.enabled (has .w.kind (list "Deployment" "StatefulSet")) (include "berth.servicePorts" . | fromJsonArray) -}}true{{- end -}}
+{{- if and .w.service.enabled (has .w.kind (list "Deployment" "StatefulSet" "DaemonSet")) (include "berth.servicePorts" . | fromJsonArray) -}}true{{- end -}}
 {{- end -}}

@@ -96,7 +96,7 @@ berth is added (YAML). "berth.podTemplate" passes it through
 {{- if not (kindIs "invalid" $w.terminationGracePeriodSeconds) -}}{{- $_ := set $spec "terminationGracePeriodSeconds" (int $w.terminationGracePeriodSeconds) -}}{{- end -}}
 {{- if $batch -}}
 {{- $_ := set $spec "restartPolicy" ($w.job.restartPolicy | default "Never") -}}
-{{- else -}}
+{{- else if ne $w.kind "DaemonSet" -}}
 {{- $selector := dict "matchLabels" (include "berth.selectorLabels" (dict "root" $root "name" $name) | fromYaml) -}}
 {{- $affinity := deepCopy ($w.affinity | default dict) -}}
 {{- if eq $w.antiAffinity.type "soft" -}}
@@ -109,6 +109,8 @@ berth is added (YAML). "berth.podTemplate" passes it through
 {{- $_ := set $spec "topologySpreadConstraints" (list (dict "maxSkew" (int $w.topologySpread.maxSkew) "topologyKey" $w.topologySpread.topologyKey "whenUnsatisfiable" $w.topologySpread.whenUnsatisfiable "labelSelector" $selector)) -}}
 {{- end -}}
 {{- end -}}
+{{- /* podSpec: any other pod spec field (hostAliases, dnsConfig, runtimeClassName, ...), merged last */ -}}
+{{- with $w.podSpec -}}{{- $spec = mustMergeOverwrite $spec (deepCopy .) -}}{{- end -}}
 {{- toYaml $spec -}}
 {{- end -}}
 
