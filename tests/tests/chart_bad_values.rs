@@ -84,3 +84,12 @@ fn httproute_without_parent_refs_fails_naming_the_value() {
         );
     }
 }
+
+#[test]
+fn clusters_older_than_1_27_are_refused() {
+    // unhealthyPodEvictionPolicy (PDB) needs 1.27.
+    for helm in HELMS {
+        let err = Render::berth(helm).values(WEB).kube("1.26.0").err();
+        assert!(err.contains("kubeVersion"), "{helm:?}: {err}");
+    }
+}

@@ -160,6 +160,11 @@ fn hook_annotations_sit_on_the_job_metadata() {
             "post-install,pre-upgrade"
         );
         assert_eq!(cm["metadata"]["annotations"]["helm.sh/hook-weight"], "-5");
+        assert_eq!(
+            cm["metadata"]["annotations"]["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded",
+            "{helm:?}: removed with its Job"
+        );
         // The CronJob is not a hook.
         let cron = m.get("CronJob", "rel-nightly");
         assert!(cron["metadata"]["annotations"]
