@@ -793,3 +793,36 @@ async fn prestop_reports_and_logs_failed_http_notify() {
         berth.log()
     );
 }
+
+/// `drain.notify.signal` is the signal sent (here SIGINT), not always SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prestop_signal_notify_sends_the_configured_signal() {
+    let events = Events::new();
+    let dir = world_readable_tempdir();
+    let name = unique_name("bint");
+    let target = spawn_named_sleep(dir.path(), &name);
+    let berth = Berth::start(&format!(
+        "drain:\n  delay: 100ms\n  timeout: 10s\n  \
+         notify: {{type: signal, process: \"{name}\", signal: SIGINT}}\n"
+    ));
+    let p = call_prestop(
+        events.clone(),
+        berth.url(""),
+        Method::POST,
+        "prestop",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_prestop_shape(&p, "signal");
+    assert!(p.notify_errors().is_empty(), "{}", p.raw);
+    let exit = target
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| panic!("{name} was not signalled"));
+    assert_eq!(
+        exit.signal(),
+        Some(Signal::SIGINT as i32),
+        "must die of the configured SIGINT: {:?}",
+        exit.status
+    );
+}
