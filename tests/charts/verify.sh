@@ -18,7 +18,8 @@
 #      identical (helm 4's extra blank lines removed)
 #   4. kubernetes-validate --strict of every render against its Kubernetes
 #      version; CRD kinds (Prometheus Operator, Gateway API) have no bundled
-#      schema and are allowed by name only (ALLOWED_CRD_KINDS below)
+#      schema there: they pass it by name (ALLOWED_CRD_KINDS below) and are
+#      validated strictly against tests/charts/crd-schemas.yaml instead
 #   5. checkov over every render: 0 failed checks; skips only from
 #      tests/charts/checkov-skips.yaml, each with a reason
 #   6. examples/existing-pod without Helm: the plain-YAML patch through
@@ -147,6 +148,11 @@ for kv in "${KUBE_VERSIONS[@]}"; do
   [ $n -gt 0 ] && [ $good = $n ] && ok "kubernetes-validate --strict -k $kv: $good/$n renders" \
     || bad "kubernetes-validate -k $kv: $good/$n renders, see $OUT/logs/kubernetes-validate-$kv.log"
 done
+
+# CRD kinds: strict trimmed schemas of our own (tests/charts/crd-schemas.yaml)
+if "$VB/python" "$ROOT/tests/charts/validate-crds.py" "$OUT"/render/helm4/*/*.yaml > "$OUT/logs/crds.log" 2>&1; then
+  ok "CRD objects valid (tests/charts/crd-schemas.yaml): $(tail -1 "$OUT/logs/crds.log")"
+else bad "CRD objects invalid, see $OUT/logs/crds.log"; fi
 
 # ---- 6. (before checkov, so checkov scans them too) examples without Helm ----
 EP=$ROOT/examples/existing-pod
