@@ -17,6 +17,7 @@ const CASES: &[(&str, &[&str], &str)] = &[
     (WEB, &["workloads.web.berth.drain.delay=5 seconds"], "/workloads/web/berth/drain/delay"),
     (WEB, &["workloads.web.berth.checks.app.type=ftp"], "/workloads/web/berth/checks/app/type"),
     (WEB, &["workloads.Web_2.image.repository=x"], "Web_2"),
+    (WEB, &["workloads.test-ready.image.repository=x"], "test-ready"),
     (WEB, &["workloads.web.ports.http.port=70000"], "/workloads/web/ports/http/port"),
     (WEB, &["workloads.web.antiAffinity.type=maybe"], "/workloads/web/antiAffinity/type"),
     // cross-field rules (fail)
