@@ -8,7 +8,9 @@
 #   exec -> first 200 on /api/v1/health/live (median of 20) ... <= 20 ms
 #   requests/s on /api/v1/health/ready, hey -c 50, berth vs nginx serving a
 #     static 200, both pinned to the same single core (taskset -c $CORE),
-#     hey on another core; ratio berth/nginx ... >= 1.0
+#     hey on another core; ratio berth/nginx ... >= 1.0. Also the server CPU
+#     time per request (from /proc/PID/stat), which is less sensitive to the
+#     machine's load than requests/s.
 #
 #   bench/sidecar/run.sh        (or: scripts/bench.sh sidecar)
 #
@@ -137,21 +139,32 @@ sleep 1
 for u in "http://127.0.0.1:$NPORT/" "http://127.0.0.1:$BPORT/api/v1/health/ready"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$u"); [ "$code" = 200 ] || die "$u answered $code"
 done
-rps() { taskset -c "$HEY_CORE" hey -z "$2" -c 50 "$1" | awk '/Requests\/sec/ {print $2}'; }
-# Warm both up, then measure nginx, berth, nginx again (to see drift).
-rps "http://127.0.0.1:$NPORT/" 2s >/dev/null
-rps "http://127.0.0.1:$BPORT/api/v1/health/ready" 2s >/dev/null
-# Alternate the two servers ROUNDS times: a shared machine's load drifts,
-# and alternating exposes both servers to the same drift. Medians reported.
-ns=(); bs=()
+# rps URL DURATION PID → prints "req/s cpu_us_per_request" (server CPU from /proc/PID/stat).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+rps() {
+  local before after out reqs
+  before=$(cpu_ticks "$3")
+  out=$(taskset -c "$HEY_CORE" hey -z "$2" -c 50 "$1")
+  after=$(cpu_ticks "$3")
+  reqs=$(awk '/\[200\]/ {print $2}' <<<"$out")
+  awk -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v t=$((after - before)) -v n="${reqs:-0}" \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%s %.1f\n", r, (n > 0 ? t / hz * 1e6 / n : 0) }'
+}
+NWORKER=$(pgrep -P "$NPID" | head -1); NWORKER=${NWORKER:-$NPID}
+# Warm both up, then alternate the two servers ROUNDS times: a shared
+# machine's load drifts, and alternating exposes both to the same drift.
+rps "http://127.0.0.1:$NPORT/" 2s "$NWORKER" >/dev/null
+rps "http://127.0.0.1:$BPORT/api/v1/health/ready" 2s "$BPID" >/dev/null
+ns=(); bs=(); ncpu=(); bcpu=()
 for _ in $(seq "$ROUNDS"); do
-  ns+=("$(rps "http://127.0.0.1:$NPORT/" "$DURATION")")
-  bs+=("$(rps "http://127.0.0.1:$BPORT/api/v1/health/ready" "$DURATION")")
+  read -r r c < <(rps "http://127.0.0.1:$NPORT/" "$DURATION" "$NWORKER"); ns+=("$r"); ncpu+=("$c")
+  read -r r c < <(rps "http://127.0.0.1:$BPORT/api/v1/health/ready" "$DURATION" "$BPID"); bs+=("$r"); bcpu+=("$c")
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 nginx_rps=$(median "${ns[@]}"); berth_rps=$(median "${bs[@]}")
-printf 'requests/s, hey -c 50 -z %s x %s rounds, servers on core %s, hey on core %s:\n' "$DURATION" "$ROUNDS" "$CORE" "$HEY_CORE"
-printf '  nginx static 200 : median %.0f req/s (runs: %s)\n' "$nginx_rps" "$(printf '%.0f ' "${ns[@]}")"
-printf '  berth /ready     : median %.0f req/s (runs: %s)\n' "$berth_rps" "$(printf '%.0f ' "${bs[@]}")"
+printf 'requests/s, hey -c 50 -z %s x %s rounds, servers on core %s, hey on core %s (load average: %s):\n' \
+  "$DURATION" "$ROUNDS" "$CORE" "$HEY_CORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  nginx static 200 : median %.0f req/s (runs: %s), server CPU %s us/request\n' "$nginx_rps" "$(printf '%.0f ' "${ns[@]}")" "$(median "${ncpu[@]}")"
+printf '  berth /ready     : median %.0f req/s (runs: %s), server CPU %s us/request\n' "$berth_rps" "$(printf '%.0f ' "${bs[@]}")" "$(median "${bcpu[@]}")"
 printf '  ratio berth/nginx: %.2f   [target >= 1.0]\n' "$(echo "$berth_rps / $nginx_rps" | bc -l)"
 printf 'berth RSS after the load: %.2f MiB\n' "$(echo "$(awk '/^VmRSS/ {print $2}' /proc/$BPID/status)/1024" | bc -l)"

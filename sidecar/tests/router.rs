@@ -404,3 +404,58 @@ async fn prestop_answers_the_contract_json() {
     .await;
     assert_eq!(again.json(), j, "a later call gets the same report");
 }
+
+/// `berth::run` over a real socket: it serves, real peers get `ConnectInfo`
+/// (a loopback client sees error detail), and it returns promptly once the
+/// shutdown future completes, with readiness false from that moment.
+#[tokio::test]
+async fn run_serves_a_real_socket_and_stops_on_the_shutdown_future() {
+    let closed = berth_tests::free_port();
+    let app = app(&format!(
+        "checks:\n  - {{name: dep, type: tcp, address: \"127.0.0.1:{closed}\", critical: false, interval: 1s, timeout: 500ms}}\n"
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth::run(app.clone(), listener, async move {
+        let _ = stop_rx.await;
+    }));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://{addr}");
+    let mut body = serde_json::Value::Null;
+    for _ in 0..100 {
+        let r = client
+            .get(format!("{base}/api/v1/health/"))
+            .send()
+            .await
+            .unwrap();
+        body = r.json().await.unwrap();
+        if body["checks"][0]["status"] == "down" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let error = body["checks"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("connection_refused: "),
+        "a loopback peer gets the detail: {body}"
+    );
+    let r = client
+        .get(format!("{base}/api/v1/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "optional check down: still ready");
+
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(3), server)
+        .await
+        .expect("run returns within the grace period")
+        .unwrap()
+        .unwrap();
+    assert!(app.health.draining() && !app.health.ready());
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}
