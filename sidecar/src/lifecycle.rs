@@ -82,6 +82,19 @@ impl Drain {
             let _ = rx.wait_for(Option::is_some).await;
         }
     }
+
+    /// Waits until a drain has been started (by a prestop call) and has
+    /// finished. For a regular-container berth that cannot see the main
+    /// process: the main container's preStop may arrive a moment after
+    /// berth's own SIGTERM, and must still find berth serving.
+    pub async fn completed(&self) {
+        loop {
+            if self.current().is_some() {
+                return self.finished().await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Starts the drain, or joins the one in progress, and returns its report.

@@ -7,7 +7,9 @@
 //! - `mode: regular`: berth is signalled together with the main container,
 //!   whose preStop may still be talking to berth. berth turns unready and
 //!   keeps serving until the main process is gone (and any prestop call in
-//!   flight has returned), bounded by `drain.timeout`.
+//!   flight has returned), bounded by `drain.timeout`. When no main process
+//!   is known, it serves until a prestop call has come and finished, bounded
+//!   by `drain.timeout` as well.
 //!
 //! A second signal exits the process at once: whoever sends it has decided
 //! not to wait.
@@ -75,17 +77,25 @@ async fn drain_until_main_gone(app: &Arc<App>) {
     let deadline = Instant::now() + app.config.drain.timeout;
     let main = app.config.main_process().map(str::to_string);
     let waited = tokio::time::timeout_at(deadline, async {
-        if let Some(main) = &main {
-            while !procs::find_by_name(main).is_empty() {
-                tokio::time::sleep(MAIN_POLL).await;
+        match &main {
+            Some(main) => {
+                while !procs::find_by_name(main).is_empty() {
+                    tokio::time::sleep(MAIN_POLL).await;
+                }
+                // The main container's preStop may still be waiting on us.
+                app.drain.finished().await;
             }
+            // Nothing to watch: serve until the main container's preStop
+            // (which may arrive just after this signal) has come and gone.
+            None => app.drain.completed().await,
         }
-        // The main container's preStop may still be waiting on us.
-        app.drain.finished().await;
     })
     .await;
     match waited {
-        Ok(()) => tracing::info!("main process gone and no prestop in flight: stopping"),
+        Ok(()) if main.is_some() => {
+            tracing::info!("main process gone and no prestop in flight: stopping")
+        }
+        Ok(()) => tracing::info!("prestop finished: stopping"),
         Err(_) => tracing::warn!("drain.timeout passed while draining: stopping"),
     }
 }
