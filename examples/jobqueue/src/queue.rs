@@ -2,6 +2,11 @@
 //! API and library users) and the lease operations workers and the reaper
 //! use (claim, complete, fail, release, extend, reap).
 //!
+//! Plans matter here: the claim is `UPDATE … WHERE id = ANY(ARRAY(SELECT …
+//! SKIP LOCKED))` (a join against the CTE made the planner hash the whole
+//! table), and the fenced writes repeat `id = ANY($1)` so they look rows up
+//! by primary key instead of scanning every running job.
+//!
 //! Lease writes are *fenced*: each claim stamps the rows with a fresh random
 //! `lease_token`, and every later write for that claim says
 //! `WHERE id = … AND lease_token = … AND status = 'running'`. Once a lease
@@ -90,31 +95,27 @@ pub struct Queue {
 }
 
 const CLAIM_ONE_QUEUE: &str = "
-WITH picked AS (
+UPDATE jobs AS j
+SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE status = 'queued' AND queue = $1 AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs AS j
-SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
-FROM picked WHERE j.id = picked.id
+    FOR UPDATE SKIP LOCKED))
 RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at";
 
 const CLAIM_MANY_QUEUES: &str = "
-WITH picked AS (
+UPDATE jobs AS j
+SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
+WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE status = 'queued' AND queue = ANY($1) AND run_at <= now()
     ORDER BY priority DESC, run_at, id
     LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs AS j
-SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
-FROM picked WHERE j.id = picked.id
+    FOR UPDATE SKIP LOCKED))
 RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at";
 
 const COMPLETE: &str = "
@@ -122,7 +123,7 @@ UPDATE jobs AS j
 SET status = 'succeeded', finished_at = now(), updated_at = now(),
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
-WHERE j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
 RETURNING j.id";
 
 const FAIL: &str = "
@@ -135,7 +136,7 @@ SET status = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN 'dead' E
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bool[])
      AS d(id, token, error, delay_ms, permanent)
-WHERE j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
 RETURNING j.id, j.status";
 
 const RELEASE: &str = "
@@ -143,14 +144,14 @@ UPDATE jobs AS j
 SET status = 'queued', attempts = greatest(j.attempts - 1, 0), run_at = now(), updated_at = now(),
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
-WHERE j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
 RETURNING j.id";
 
 const EXTEND: &str = "
 UPDATE jobs AS j
 SET lease_expires_at = now() + $3 * interval '1 millisecond'
 FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
-WHERE j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
 RETURNING j.id";
 
 fn millis(d: Duration) -> i64 {

@@ -37,6 +37,9 @@ use crate::queue::{ClaimedJob, Failure, Queue};
 use crate::shutdown::Shutdown;
 use crate::Status;
 
+/// How long the fetcher waits for a fuller batch of free slots.
+const CLAIM_LINGER: Duration = Duration::from_millis(5);
+
 /// Tuning of a worker. `WorkerOptions::default()` matches the env defaults.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -184,7 +187,11 @@ impl Worker {
 
     /// Runs until `shutdown` fires and held jobs are finished or handed back.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let opts = Arc::new(self.options.clone());
+        let mut opts = self.options.clone();
+        // A claim never asks for more jobs than the worker may hold.
+        opts.batch_size = opts.batch_size.clamp(1, opts.concurrency.max(1));
+        opts.concurrency = opts.concurrency.max(1);
+        let opts = Arc::new(opts);
         tracing::info!(
             worker_id = %opts.worker_id,
             queues = ?opts.queues,
@@ -362,13 +369,24 @@ impl Fetcher {
                 _ = tokio::time::sleep(tick) => continue,
             };
             let mut permits = vec![first];
-            while permits.len() < self.opts.batch_size {
-                match self.slots.clone().try_acquire_owned() {
-                    Ok(p) => permits.push(p),
-                    Err(_) => break,
+            self.take_free_slots(&mut permits);
+            if permits.len() < self.opts.batch_size {
+                // Slots are freed one by one as outcomes are stored; claiming
+                // right after the first would mean many tiny claims (one
+                // commit each). Linger briefly for a fuller batch.
+                let missing = (self.opts.batch_size - permits.len()) as u32;
+                if let Ok(Ok(more)) = tokio::time::timeout(
+                    CLAIM_LINGER,
+                    self.slots.clone().acquire_many_owned(missing),
+                )
+                .await
+                {
+                    permits.push(more);
+                } else {
+                    self.take_free_slots(&mut permits);
                 }
             }
-            let wanted = permits.len();
+            let wanted: usize = permits.iter().map(|p| p.num_permits()).sum();
             // Not raced against shutdown: a claim in flight when SIGTERM
             // arrives completes, and its rows are run (or handed back).
             let claimed = self
@@ -385,11 +403,18 @@ impl Fetcher {
                     error_backoff = Duration::from_millis(100);
                     self.ready.store(true, Ordering::SeqCst);
                     let got = jobs.len();
-                    for job in jobs {
-                        let Some(permit) = permits.pop() else { break };
+                    let mut jobs = jobs.into_iter();
+                    'spawn: for mut permit in permits {
+                        // A permit may stand for several slots: split it per job.
+                        while permit.num_permits() > 1 {
+                            let Some(job) = jobs.next() else { break 'spawn };
+                            if let Some(one) = permit.split(1) {
+                                self.spawn(job, one);
+                            }
+                        }
+                        let Some(job) = jobs.next() else { break };
                         self.spawn(job, permit);
                     }
-                    drop(permits);
                     if got == wanted {
                         continue; // there may be more due right now
                     }
@@ -413,6 +438,19 @@ impl Fetcher {
                     error_backoff = (error_backoff * 2)
                         .min(self.opts.poll_interval.max(Duration::from_secs(2)));
                 }
+            }
+        }
+    }
+
+    fn take_free_slots(&self, permits: &mut Vec<OwnedSemaphorePermit>) {
+        let have: usize = permits.iter().map(|p| p.num_permits()).sum();
+        let free = self
+            .slots
+            .available_permits()
+            .min(self.opts.batch_size.saturating_sub(have));
+        if free > 0 {
+            if let Ok(p) = self.slots.clone().try_acquire_many_owned(free as u32) {
+                permits.push(p);
             }
         }
     }

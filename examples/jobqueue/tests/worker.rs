@@ -347,6 +347,9 @@ async fn worker_aborts_handler_when_lease_is_lost_or_job_cancelled() {
     let (steal_me, _) = q.enqueue(&NewJob::new("slow")).await.unwrap();
     let mut opts = options(&["default"]);
     opts.lease_duration = Duration::from_secs(2); // extended every ~0.67 s
+                                                  // Both slots busy: the worker cannot re-claim the stolen job itself.
+    opts.concurrency = 2;
+    opts.batch_size = 2;
     let w = start(&db, registry, opts);
     assert!(
         eventually(Duration::from_secs(10), || db.count("status = 'running'")
@@ -354,25 +357,17 @@ async fn worker_aborts_handler_when_lease_is_lost_or_job_cancelled() {
         .await
     );
 
+    // Steal the other: as if the reaper re-queued it after a long pause and
+    // another worker claimed it — in one statement, so this worker cannot
+    // race the "thief" for it.
+    db.sql(&format!(
+        "UPDATE jobs SET lease_token = 424242, locked_by = 'thief', attempts = attempts + 1,
+             lease_expires_at = now() + interval '60 seconds' WHERE id = {}",
+        steal_me.id
+    ));
     // Cancel one via the API's store call.
     let c = q.cancel(cancel_me.id).await.unwrap();
     assert_eq!(c.status, Status::Cancelled);
-    // Steal the other: requeue it under the worker's feet (as the reaper
-    // would after a long pause) and let another claim take it.
-    db.sql(&format!(
-        "UPDATE jobs SET status = 'queued', lease_token = NULL WHERE id = {}",
-        steal_me.id
-    ));
-    let other = q
-        .claim(
-            &["default".to_string()],
-            1,
-            Duration::from_secs(60),
-            "thief",
-        )
-        .await
-        .unwrap();
-    assert_eq!(other.len(), 1);
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(
         finished.lock().unwrap().is_empty(),

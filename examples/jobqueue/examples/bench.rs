@@ -1,0 +1,221 @@
+//! Throughput/latency harness for `bench/jobqueue/run.sh` (not a test).
+//!
+//! Prints one JSON line: bulk enqueue through the library, bulk enqueue
+//! through `POST /api/v1/jobs/batch` (the release `jobqueue api` binary in
+//! its own process), processing rate of `BENCH_JOBS` no-op jobs, and
+//! enqueue→start latency of a trickle of jobs.
+//!
+//! Env: `BENCH_DATABASE_URL` (required), `JOBQUEUE_BIN` (for the API),
+//! `BENCH_JOBS` [50000], `BENCH_CHUNK` [1000], `BENCH_LATENCY_JOBS` [300],
+//! `BENCH_LATENCY_INTERVAL_MS` [20], `BENCH_CONCURRENCY` [256],
+//! `BENCH_BATCH` [128], `BENCH_HTTP_CLIENTS` [4].
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use jobqueue::{JobContext, NewJob, Registry, Worker, WorkerOptions};
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
+async fn remaining(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Empties the table between phases (VACUUM cannot share a transaction).
+async fn reset(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
+    admin.simple_query("TRUNCATE jobs").await?;
+    admin.simple_query("VACUUM ANALYZE jobs").await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let url = std::env::var("BENCH_DATABASE_URL")?;
+    let jobs_n = env_num("BENCH_JOBS", 50_000);
+    let chunk = env_num("BENCH_CHUNK", 1000);
+    let lat_n = env_num("BENCH_LATENCY_JOBS", 300);
+    let lat_every = Duration::from_millis(env_num("BENCH_LATENCY_INTERVAL_MS", 20) as u64);
+    let concurrency = env_num("BENCH_CONCURRENCY", 256);
+    let batch = env_num("BENCH_BATCH", 128);
+    let http_clients = env_num("BENCH_HTTP_CLIENTS", 4);
+
+    jobqueue::migrate(&url).await?;
+    let admin =
+        jobqueue::db::connect(&jobqueue::db::normalise_url(&url).map_err(anyhow::Error::msg)?)
+            .await?;
+    reset(&admin).await?;
+    let queue = jobqueue::connect(&url, 2)?;
+
+    // 1. Bulk enqueue through the library (one client, sequential chunks).
+    let all: Vec<NewJob> = (0..jobs_n)
+        .map(|i| NewJob::new("noop").payload(serde_json::json!({"i": i})))
+        .collect();
+    let t = Instant::now();
+    for c in all.chunks(chunk) {
+        queue.enqueue_batch(c).await?;
+    }
+    let enqueue_rate = jobs_n as f64 / t.elapsed().as_secs_f64();
+    admin.simple_query("VACUUM ANALYZE jobs").await?;
+
+    // 2. Process them.
+    let opts = WorkerOptions {
+        concurrency,
+        batch_size: batch,
+        poll_interval: Duration::from_millis(200),
+        lease_duration: Duration::from_secs(300),
+        ..Default::default()
+    };
+    let worker = Worker::new(&url, Registry::with_builtins(), opts.clone())?;
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let t = Instant::now();
+    let handle = tokio::spawn(worker.run(shutdown));
+    while remaining(&admin).await > 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let process_rate = jobs_n as f64 / t.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    handle.await??;
+    let done: i64 = admin
+        .query_one("SELECT count(*) FROM jobs WHERE status = 'succeeded'", &[])
+        .await?
+        .get(0);
+    assert_eq!(done as usize, jobs_n, "every job succeeded");
+    reset(&admin).await?;
+
+    // 3. Bulk enqueue through the HTTP API (separate process).
+    let http_rate = match std::env::var("JOBQUEUE_BIN") {
+        Ok(bin) => {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                l.local_addr()?.port()
+            };
+            let mut api = std::process::Command::new(bin)
+                .arg("api")
+                .env("DATABASE_URL", &url)
+                .env("API_LISTEN", format!("127.0.0.1:{port}"))
+                .env("API_RATE_LIMIT_PER_MINUTE", "0")
+                .env("API_MAX_BATCH", "10000")
+                .env("API_BODY_LIMIT_BYTES", "67108864")
+                .env("DATABASE_POOL_SIZE", http_clients.to_string())
+                .env("LOG_LEVEL", "warn")
+                .spawn()?;
+            let http = reqwest::Client::new();
+            let base = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+                    if r.status().is_success() {
+                        break;
+                    }
+                }
+                anyhow::ensure!(Instant::now() < deadline, "API did not become ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let bodies: Vec<String> = all
+                .chunks(chunk)
+                .map(|c| serde_json::json!({"jobs": c}).to_string())
+                .collect();
+            let bodies = Arc::new(Mutex::new(bodies));
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..http_clients {
+                let bodies = bodies.clone();
+                let http = http.clone();
+                let url = format!("{base}/api/v1/jobs/batch");
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let Some(body) = bodies.lock().unwrap().pop() else {
+                            return;
+                        };
+                        let r = http.post(&url).body(body).send().await.unwrap();
+                        assert_eq!(r.status(), 201);
+                    }
+                }));
+            }
+            for task in tasks {
+                task.await?;
+            }
+            let rate = jobs_n as f64 / t.elapsed().as_secs_f64();
+            let _ = api.kill();
+            let _ = api.wait();
+            Some(rate)
+        }
+        Err(_) => None,
+    };
+    reset(&admin).await?;
+
+    // 4. Enqueue→start latency of a trickle (worker idle, woken by NOTIFY).
+    let delays = Arc::new(Mutex::new(Vec::with_capacity(lat_n)));
+    let d2 = delays.clone();
+    let registry = Registry::new().register("lat", move |ctx: JobContext| {
+        let started = now_us();
+        let sent = ctx.payload["t"].as_i64().unwrap_or(started);
+        d2.lock().unwrap().push((started - sent) as f64 / 1000.0);
+        async { Ok(()) }
+    });
+    let worker = Worker::new(
+        &url,
+        registry,
+        WorkerOptions {
+            concurrency: 10,
+            batch_size: 10,
+            poll_interval: Duration::from_secs(1),
+            ..Default::default()
+        },
+    )?;
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let handle = tokio::spawn(worker.run(shutdown));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut tick = tokio::time::interval(lat_every);
+    for _ in 0..lat_n {
+        tick.tick().await;
+        queue
+            .enqueue(&NewJob::new("lat").payload(serde_json::json!({"t": now_us()})))
+            .await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delays.lock().unwrap().len() < lat_n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    handle.await??;
+    let mut d = delays.lock().unwrap().clone();
+    d.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        d.get(((d.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    let out = serde_json::json!({
+        "system": "jobqueue",
+        "config": format!("in-process Worker, concurrency {concurrency}, batch {batch}; API: {http_clients} clients x {chunk}-job batches"),
+        "enqueue_jobs_per_s": enqueue_rate,
+        "enqueue_http_jobs_per_s": http_rate,
+        "process_jobs_per_s": process_rate,
+        "latency_p50_ms": pct(0.50),
+        "latency_p99_ms": pct(0.99),
+        "latency_samples": d.len(),
+    });
+    println!("{out}");
+    Ok(())
+}
