@@ -79,8 +79,18 @@ mod tests {
         assert!(is_alive(pid));
         child.kill().expect("kill");
         // Not reaped yet: a zombie must not count as running.
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        assert!(!find_by_name("sleep").contains(&pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while find_by_name("sleep").contains(&pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "killed sleep still found"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "still a zombie (not reaped), yet not found"
+        );
         child.wait().expect("wait");
         assert!(!is_alive(pid));
     }

@@ -82,12 +82,18 @@ async fn serial_dependency_outages_degrade_then_unready_then_recover() {
         log.contains("\"to\":\"down\"") && log.contains("\"check\":\"db\""),
         "{log}"
     );
-    // One line per state change, not per probe: db went up, down, up.
-    let db_lines = log
+    // One line per state change, not per probe: db went up, down, up (a
+    // loaded machine may add a flap, never one line per probe: ~30 ran).
+    let db_lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("\"check\":\"db\"") && l.contains("\"to\":"))
-        .count();
-    assert_eq!(db_lines, 3, "{log}");
+        .collect();
+    assert!((3..=7).contains(&db_lines.len()), "{log}");
+    assert!(db_lines[0].contains("\"to\":\"up\""), "{log}");
+    assert!(
+        db_lines.last().is_some_and(|l| l.contains("\"to\":\"up\"")),
+        "{log}"
+    );
 }
 
 /// 10,000 probes over 10 s add no query: berth's checks run against a
@@ -253,12 +259,12 @@ async fn serial_silent_server_is_a_timeout_not_a_stuck_check() {
 
 /// PostgreSQL and Redis checks keep one connection between runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_and_redis_checks_reuse_one_connection() {
+async fn serial_postgres_and_redis_checks_reuse_one_connection() {
     let pg = berth_tests::Postgres::start();
     let redis = berth_tests::Redis::start();
     let yaml = format!(
-        "checks:\n  - {{name: db, type: postgres, url: \"{}\", interval: 200ms, timeout: 150ms}}\n  \
-         - {{name: cache, type: redis, url: \"{}\", interval: 200ms, timeout: 150ms}}\n",
+        "checks:\n  - {{name: db, type: postgres, url: \"{}\", interval: 300ms, timeout: 290ms, failureThreshold: 5}}\n  \
+         - {{name: cache, type: redis, url: \"{}\", interval: 300ms, timeout: 290ms, failureThreshold: 5}}\n",
         pg.url("postgres"),
         redis.url()
     );
@@ -297,7 +303,7 @@ async fn postgres_and_redis_checks_reuse_one_connection() {
         .await
         .unwrap();
     let (before, after) = (received(before), received(after));
-    assert_eq!(after, before, "~10 PINGs over 2 s opened new connections");
+    assert_eq!(after, before, "~7 PINGs over 2 s opened new connections");
     stop_tx.send_replace(true);
     for h in handles {
         h.await.unwrap();

@@ -423,7 +423,7 @@ async fn run_serves_a_real_socket_and_stops_on_the_shutdown_future() {
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let base = format!("http://{addr}");
     let mut body = serde_json::Value::Null;
-    for _ in 0..100 {
+    for _ in 0..250 {
         let r = client
             .get(format!("{base}/api/v1/health/"))
             .send()
