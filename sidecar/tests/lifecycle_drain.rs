@@ -612,7 +612,8 @@ async fn prestop_signal_notify_reaches_every_named_process_but_not_berth() {
     let berth_exe = copy_exe(berth_bin(), dirs[2].path(), &name);
     let berth = Berth::start_with(
         &format!(
-            "checks:\n{}drain:\n  delay: 100ms\n  timeout: 10s\n  \
+            // native: a SIGTERM that berth sent itself would end it at once.
+            "mode: native\nchecks:\n{}drain:\n  delay: 100ms\n  timeout: 10s\n  \
              notify: {{type: signal, process: \"{name}\", signal: SIGTERM}}\n",
             process_check("bystander", &bystander_name)
         ),
@@ -646,7 +647,8 @@ async fn prestop_signal_notify_reaches_every_named_process_but_not_berth() {
             exit.status
         );
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Long enough for a native berth to act on a SIGTERM (it exits within 1-2 s).
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
         bystander.is_running(),
         "a process with another name was hit"
