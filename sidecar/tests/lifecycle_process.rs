@@ -496,8 +496,6 @@ async fn berth_wait_exits_1_on_timeout() {
 /// served: DESIGN says berth keeps serving until the main process is gone
 /// or `drain.timeout` passes — it cannot see the former, so the latter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "contract mismatch in berth 0.1.0: mode regular with no identifiable main process \
-            exits ~1 ms after SIGTERM, so the main container's preStop gets connection refused"]
 async fn serial_sigterm_regular_unknown_main_still_serves_prestop() {
     const D: Duration = Duration::from_secs(2);
     const TIMEOUT: Duration = Duration::from_secs(6);
