@@ -197,7 +197,14 @@ async fn kubelet_terminates_pod(mode: Mode) {
         "/ready must be 503 before drain.delay elapses (first 503 at {:?} after start, delay {D:?})",
         first_unready.at - t0
     );
-    for p in probes.iter().filter(|p| p.at < prestop.returned) {
+    // berth must serve until the prestop call returned; a regular-container
+    // berth may start to stop as soon as the main process is gone (its
+    // listener closes while the last probe round is in flight).
+    let serving_until = match (mode, app.exit_wall()) {
+        (Mode::Regular, Some(gone)) => prestop.returned.min(events.offset_of_wall(gone)),
+        _ => prestop.returned,
+    };
+    for p in probes.iter().filter(|p| p.at < serving_until) {
         if p.at < t0 {
             assert_eq!(
                 (p.ready, p.live),

@@ -130,16 +130,27 @@ async fn serial_sigterm_regular_serves_until_main_gone() {
     .await;
     events.record(format!("/ready 503 ({unready_after:?} after SIGTERM)"));
     // Halfway through the main container's own drain berth still serves.
-    tokio::time::sleep(APP_DRAIN / 2).await;
-    assert!(app.proc.is_running(), "main app still draining");
-    assert!(
-        berth.proc.is_running(),
-        "berth (regular) exited while the main process was still running: {:?}",
-        berth.proc.exited()
-    );
-    assert_eq!(status_of(&berth.url("/api/v1/health/live")).await, 200);
-    assert_eq!(status_of(&berth.url("/api/v1/health/ready")).await, 503);
-    events.record("mid-drain: berth serving (live 200, ready 503)");
+    let halfway = t0 + APP_DRAIN / 2;
+    tokio::time::sleep(halfway.saturating_sub(events.now())).await;
+    if app.proc.is_running() {
+        assert!(
+            berth.proc.is_running(),
+            "berth (regular) exited while the main process was still running: {:?}",
+            berth.proc.exited()
+        );
+        let (live, ready) = (
+            status_of(&berth.url("/api/v1/health/live")).await,
+            status_of(&berth.url("/api/v1/health/ready")).await,
+        );
+        if app.proc.is_running() {
+            assert_eq!((live, ready), (200, 503), "mid-drain: live 200, ready 503");
+            events.record("mid-drain: berth serving (live 200, ready 503)");
+        }
+    } else {
+        eprintln!(
+            "NOTE: machine too slow: the main app finished its drain before the mid-drain check"
+        );
+    }
 
     let app_exit = app
         .proc
