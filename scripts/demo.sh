@@ -67,7 +67,8 @@ cleanup() {
   rm -rf "$STATE"
   echo "    done: no pod, container, volume or database of the demo is left."
 }
-trap 'cleanup; exit 130' INT TERM
+trap 'cleanup; exit 0' INT
+trap 'cleanup; exit 143' TERM
 trap cleanup EXIT
 # A demo that was killed before it could clean up leaves pods behind: remove them.
 "$PODS_PY" tests/pods/kubelet.py down --prefix "$PREFIX" 2>/dev/null || true
@@ -122,7 +123,7 @@ berth demo is up ($READY_S s): job-queue API x$API_REPLICAS, workers x2, reaper 
 A curl session (run the same commands in another terminal):
 
 EOF
-show() { printf '$ %s\n' "$*"; eval "$@"; echo; }
+show() { printf '$ %s\n' "$*"; eval "$@"; printf '\n\n'; }
 show curl -s "$B/api/v1/health/ready"
 show curl -s "$B/api/v1/health/"
 printf '$ %s\n' "curl -s -X POST $A/api/v1/jobs -H 'Authorization: Bearer $API_KEY' -H 'Content-Type: application/json' -d '{\"kind\":\"sleep\",\"payload\":{\"ms\":1500}}'"
