@@ -162,12 +162,14 @@ run_trial() { # name
   log_before=$(wc -l <"$W/haproxy.log")
   hey -z "${LOAD_S}s" -c "$CONC" "http://127.0.0.1:$FE$APP_PATH" >"$W/$t.hey" 2>&1 &
   hp=$!
+  PID[hey]=$hp
   sleep "$DISRUPT_AFTER"
   local t0
   t0=$(date +%s%N)
   disrupt "$t" 2>>"$W/disrupt.err" # (bash reports the SIGKILLed job there)
   [ "$t" = baseline ] || echo "  [$t] replica A terminated in $((($(date +%s%N) - t0) / 1000000)) ms"
   wait "$hp"
+  PID[hey]=""
   local ok bad err codes
   ok=$(awk '/Status code distribution/{f=1;next} f && /\[[0-9]+\]/{s+=$2} /Error distribution/{f=0} END{print s+0}' "$W/$t.hey")
   bad=$(awk '/Status code distribution/{f=1;next} /Error distribution/{f=0} f && /\[[0-9]+\]/ && !/\[200\]/{s+=$2} END{print s+0}' "$W/$t.hey")
