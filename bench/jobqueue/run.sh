@@ -50,8 +50,10 @@ fresh_db() {
   psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null 2>&1 \
     || die "cannot create database $1 on $PG"
 }
-OUT=$(mktemp)
-trap 'rm -f "$OUT"; for d in bench_jobqueue bench_graphile bench_pgboss; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done' EXIT
+mkdir -p "$ROOT/bench/out"
+OUT="$ROOT/bench/out/jobqueue.jsonl"
+: >"$OUT"
+trap 'for d in bench_jobqueue bench_graphile bench_pgboss; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1; done' EXIT
 
 echo "PostgreSQL $(psql "$PG/postgres" -tAXc 'SHOW server_version'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BENCH_JOBS jobs, chunks of $BENCH_CHUNK"
 fresh_db bench_jobqueue
@@ -65,9 +67,17 @@ fresh_db bench_pgboss
 echo "· pg-boss…"
 (cd "$HERE" && BENCH_DATABASE_URL="$PG/bench_pgboss" node pgboss.mjs) >>"$OUT" || die "pg-boss bench failed"
 
+echo "(raw results: $OUT)"
 python3 - "$OUT" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = []
+for l in open(sys.argv[1]):
+    try:
+        r = json.loads(l)
+    except ValueError:
+        continue
+    if isinstance(r, dict) and "system" in r:
+        rows.append(r)
 by = {r["system"]: r for r in rows}
 def f(v, unit=""):
     return "—" if v is None else (f"{v:,.0f}{unit}" if unit == "" else f"{v:.1f}{unit}")

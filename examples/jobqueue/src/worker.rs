@@ -40,6 +40,17 @@ use crate::Status;
 /// How long the fetcher waits for a fuller batch of free slots.
 const CLAIM_LINGER: Duration = Duration::from_millis(5);
 
+/// How long the completer waits for more outcomes to share a write.
+const COMPLETE_LINGER: Duration = Duration::from_millis(3);
+const MAX_OUTCOMES_PER_WRITE: usize = 1000;
+
+fn running_count(held: &HeldMap) -> usize {
+    lock(held)
+        .values()
+        .filter(|h| h.state == HeldState::Running)
+        .count()
+}
+
 /// Tuning of a worker. `WorkerOptions::default()` matches the env defaults.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
@@ -537,8 +548,24 @@ async fn complete_loop(
 ) {
     let mut batch: Vec<Outcome> = Vec::new();
     loop {
-        if rx.recv_many(&mut batch, 1000).await == 0 {
+        if rx.recv_many(&mut batch, MAX_OUTCOMES_PER_WRITE).await == 0 {
             return;
+        }
+        // Coalesce: handlers of one claimed batch finish within moments of
+        // each other; one write for all of them instead of one per job.
+        // Skipped when nothing else is running (no latency for a trickle).
+        let linger_until = tokio::time::Instant::now() + COMPLETE_LINGER;
+        while batch.len() < MAX_OUTCOMES_PER_WRITE
+            && tokio::time::Instant::now() < linger_until
+            && running_count(&held) > 0
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            while batch.len() < MAX_OUTCOMES_PER_WRITE {
+                match rx.try_recv() {
+                    Ok(o) => batch.push(o),
+                    Err(_) => break,
+                }
+            }
         }
         let mut done = Vec::new();
         let mut failures = Vec::new();
