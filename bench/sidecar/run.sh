@@ -9,7 +9,7 @@
 #   requests/s on /api/v1/health/ready, hey -c 50, berth vs nginx serving a
 #     static 200, both pinned to the same single core (taskset -c $CORE),
 #     hey on another core; ratio berth/nginx ... >= 1.0. Also the server CPU
-#     time per request (from /proc/PID/stat), which is less sensitive to the
+#     time per request (from /proc/PID/schedstat), which is less sensitive to the
 #     machine's load than requests/s.
 #
 #   bench/sidecar/run.sh        (or: scripts/bench.sh sidecar)
@@ -53,7 +53,15 @@ printf 'binary (stripped, %s): %d bytes = %.2f MB   [target <= 8 MB]\n' "$linkag
 
 # ---- idle RSS with three checks ---------------------------------------------
 PORT=$(free_port); TCP_TARGET_PORT=$(free_port)
-python3 -c "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',$TCP_TARGET_PORT)); s.listen(64); time.sleep(3600)" &
+# The tcp checks' target: accepts and closes (a listener that never accepts
+# would fill its backlog within a minute and turn the check down).
+python3 -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $TCP_TARGET_PORT)); s.listen(64)
+while True:
+    c, _ = s.accept(); c.close()
+" &
 PIDS+=($!)
 cat > "$WORK/three.yaml" <<YAML
 listen: 127.0.0.1:$PORT
@@ -139,16 +147,21 @@ sleep 1
 for u in "http://127.0.0.1:$NPORT/" "http://127.0.0.1:$BPORT/api/v1/health/ready"; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "$u"); [ "$code" = 200 ] || die "$u answered $code"
 done
-# rps URL DURATION PID → prints "req/s cpu_us_per_request" (server CPU from /proc/PID/stat).
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# rps URL DURATION PID → prints "req/s cpu_us_per_request". Server CPU time
+# comes from /proc/PID/schedstat (ns on CPU; both servers are one thread),
+# which is precise where /proc/PID/stat's tick counts are lazily updated.
+cpu_ns() { cut -d' ' -f1 "/proc/$1/schedstat"; }
 rps() {
   local before after out reqs
-  before=$(cpu_ticks "$3")
+  before=$(cpu_ns "$3")
   out=$(taskset -c "$HEY_CORE" hey -z "$2" -c 50 "$1")
-  after=$(cpu_ticks "$3")
-  reqs=$(awk '/\[200\]/ {print $2}' <<<"$out")
+  after=$(cpu_ns "$3")
+  reqs=$(awk '/^ *\[200\]\t*[0-9]+ responses/ {print $2}' <<<"$out")
+  if grep -q 'Error distribution' <<<"$out" || grep -qE '^ *\[[013-9][0-9][0-9]\]' <<<"$out"; then
+    echo "bench/sidecar: $1 answered errors or non-200s:" >&2; sed -n '/Status code/,$p' <<<"$out" >&2
+  fi
   awk -v r="$(awk '/Requests\/sec/ {print $2}' <<<"$out")" -v t=$((after - before)) -v n="${reqs:-0}" \
-    -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%s %.1f\n", r, (n > 0 ? t / hz * 1e6 / n : 0) }'
+    'BEGIN { printf "%s %.1f\n", r, (n > 0 ? t / 1000 / n : 0) }'
 }
 NWORKER=$(pgrep -P "$NPID" | head -1); NWORKER=${NWORKER:-$NPID}
 # Warm both up, then alternate the two servers ROUNDS times: a shared
@@ -164,7 +177,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(
 nginx_rps=$(median "${ns[@]}"); berth_rps=$(median "${bs[@]}")
 printf 'requests/s, hey -c 50 -z %s x %s rounds, servers on core %s, hey on core %s (load average: %s):\n' \
   "$DURATION" "$ROUNDS" "$CORE" "$HEY_CORE" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  nginx static 200 : median %.0f req/s (runs: %s), server CPU %s us/request\n' "$nginx_rps" "$(printf '%.0f ' "${ns[@]}")" "$(median "${ncpu[@]}")"
-printf '  berth /ready     : median %.0f req/s (runs: %s), server CPU %s us/request\n' "$berth_rps" "$(printf '%.0f ' "${bs[@]}")" "$(median "${bcpu[@]}")"
+printf '  nginx static 200 : median %.0f req/s (runs: %s), server CPU %s us/request (runs: %s)\n' "$nginx_rps" "$(printf '%.0f ' "${ns[@]}")" "$(median "${ncpu[@]}")" "${ncpu[*]}"
+printf '  berth /ready     : median %.0f req/s (runs: %s), server CPU %s us/request (runs: %s)\n' "$berth_rps" "$(printf '%.0f ' "${bs[@]}")" "$(median "${bcpu[@]}")" "${bcpu[*]}"
 printf '  ratio berth/nginx: %.2f   [target >= 1.0]\n' "$(echo "$berth_rps / $nginx_rps" | bc -l)"
 printf 'berth RSS after the load: %.2f MiB\n' "$(echo "$(awk '/^VmRSS/ {print $2}' /proc/$BPID/status)/1024" | bc -l)"
