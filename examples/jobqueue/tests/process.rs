@@ -126,7 +126,7 @@ async fn worker_sigterm_finishes_jobs_in_flight() {
     let db = Db::start().await;
     let q = db.queue();
     let jobs: Vec<NewJob> = (0..12)
-        .map(|_| NewJob::new("sleep").payload(json!({"ms": 1500})))
+        .map(|_| NewJob::new("sleep").payload(json!({"ms": 4000})))
         .collect();
     q.enqueue_batch(&jobs).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -150,7 +150,8 @@ async fn worker_sigterm_finishes_jobs_in_flight() {
     // Heartbeat is being touched while the worker is busy.
     assert!(eventually(Duration::from_secs(5), || heartbeat.exists()).await);
     let m1 = std::fs::metadata(&heartbeat).unwrap().modified().unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Touched at most once a second: 2.5 s leaves room on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let m2 = std::fs::metadata(&heartbeat).unwrap().modified().unwrap();
     assert!(m2 > m1, "heartbeat not refreshed while jobs run");
 
