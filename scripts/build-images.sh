@@ -39,6 +39,11 @@ if [ -z "${CONTAINERS_CONF:-}" ] && [ -f "$TOOLS/env.sh" ]; then
   source "$TOOLS/env.sh"
 fi
 command -v podman >/dev/null || { echo "build-images: podman not found (run tools/setup.sh)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "build-images: cargo not found: install Rust (https://rustup.rs), then run this again" >&2; exit 1; }
+# A static glibc binary links libc.a (Debian: libc6-dev, part of build-essential).
+if [ ! -f /usr/lib/x86_64-linux-gnu/libc.a ] && [ ! -f /usr/lib64/libc.a ]; then
+  echo "build-images: static glibc (libc.a) not found: apt-get install build-essential" >&2; exit 1
+fi
 
 log() { printf '[images %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 TRIPLE=x86_64-unknown-linux-gnu
