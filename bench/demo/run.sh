@@ -77,14 +77,18 @@ if [ -z "${SKIP_DEMO:-}" ]; then
   echo "  second run (images cached):   ${UP_S}s"
   sleep 15   # idle: nothing submitted since the demo's own job
   echo "== RSS at idle (VmRSS of each container's main process, demo pods)"
-  total=0
+  total=0; infra=0; infra_kb=0
   while read -r name; do
     pid=$(podman inspect --format '{{.State.Pid}}' "$name" 2>/dev/null)
     [ -n "$pid" ] && [ "$pid" != 0 ] || continue
     rss=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null)
-    printf '  %-40s %6.1f MB\n' "$name" "$(awk -v k="$rss" 'BEGIN{print k/1024}')"
     total=$((total + rss))
+    case $name in
+      *-infra) infra=$((infra + 1)); infra_kb=$((infra_kb + rss)); continue ;;
+    esac
+    printf '  %-40s %6.1f MB\n' "$name" "$(awk -v k="$rss" 'BEGIN{print k/1024}')"
   done < <(podman ps --filter label=berth.dev/kubelet=berth-demo --format '{{.Names}}' | sort)
+  [ $infra -gt 0 ] && printf '  %-40s %6.1f MB each\n' "pod infra (catatonit pause) x$infra" "$(awk -v k="$infra_kb" -v n="$infra" 'BEGIN{print k/n/1024}')"
   printf '  %-40s %6.1f MB\n' "total" "$(awk -v k="$total" 'BEGIN{print k/1024}')"
   demo_down
 fi
