@@ -60,6 +60,16 @@ if "$ROOT/charts/generate-schema.sh" --check > "$OUT/logs/schema.log" 2>&1; then
 else bad "values.schema.json stale (charts/generate-schema.sh)"; fi
 
 # ---- 2. ct lint equivalent ---------------------------------------------------
+# Content comparison (helm package rewrites Chart.yaml, so that one is
+# compared as parsed YAML; every other file byte for byte).
+vendored_lib_matches() {
+  local t tgz; t=$(mktemp -d); tgz=$(ls "$ROOT"/charts/berth/charts/berth-lib-*.tgz 2>/dev/null | head -1)
+  [ -n "$tgz" ] && tar xzf "$tgz" -C "$t" \
+    && diff -r -x Chart.yaml "$t/berth-lib" "$ROOT/charts/berth-lib" >> "$OUT/logs/vendored-lib.log" 2>&1 \
+    && "$VB/python" -c 'import sys, yaml; a, b = (yaml.safe_load(open(p)) for p in sys.argv[1:]); sys.exit(a != b)' \
+         "$t/berth-lib/Chart.yaml" "$ROOT/charts/berth-lib/Chart.yaml"
+  local rc=$?; rm -rf "$t"; return $rc
+}
 CHARTS=("$ROOT/charts/berth-lib" "$ROOT/charts/berth" "$ROOT/examples/existing-pod/chart")
 for chart in "${CHARTS[@]}"; do
   name=${chart#"$ROOT/"}; LOGNAME=lint-$(basename "$chart")
@@ -69,7 +79,13 @@ for chart in "${CHARTS[@]}"; do
   yl=("$chart/Chart.yaml" "$chart/values.yaml"); for f in "$chart"/ci/*-values.yaml; do [ -f "$f" ] && yl+=("$f"); done
   if log "$VB/yamllint" --strict --config-file "$CT_ETC/lintconf.yaml" "${yl[@]}"; then ok "$name: yamllint (ct lintconf, ${#yl[@]} files)"
   else bad "$name: yamllint, see $OUT/logs/$LOGNAME.log"; fi
-  if grep -q '^dependencies:' "$chart/Chart.yaml"; then
+  if [ "$chart" = "$ROOT/charts/berth" ]; then
+    # charts/berth ships berth-lib packaged in its charts/ folder (committed, so
+    # `helm install x charts/berth` works from a clone without a dependency
+    # step); the package must hold exactly what charts/berth-lib holds.
+    if vendored_lib_matches; then ok "$name: vendored charts/berth-lib-*.tgz matches charts/berth-lib"
+    else bad "$name: charts/berth/charts/berth-lib-*.tgz is stale: run 'helm dependency update charts/berth' and commit it"; fi
+  elif grep -q '^dependencies:' "$chart/Chart.yaml"; then
     if log "$H3" dependency build "$chart" && log "$H4" dependency build "$chart"; then ok "$name: helm dependency build (helm3, helm4)"
     else bad "$name: helm dependency build"; fi
   fi

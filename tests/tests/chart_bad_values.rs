@@ -40,6 +40,7 @@ const CASES: &[(&str, &[&str], &str)] = &[
     (WEB, &["workloads.web.securityContext.privileged=true"], "workloads.web.securityContext.privileged"),
     (WEB, &["workloads.web.service.enabled=false"], "workloads.web.ingress.enabled=true needs a Service"),
     (WEB, &["workloads.web.ingress.port=admin"], "route port \"admin\""),
+    (WEB, &["workloads.web.berth.checks.db.type=postgres", "workloads.web.berth.checks.db.url=postgres://app:${DB_PASSWORD}@db:5432/app"], "workloads.web.berth.checks.db.url uses ${DB_PASSWORD}, but the berth container has no env DB_PASSWORD"),
     (JOBS, &["workloads.nightly.cronJob.schedule="], "workloads.nightly.cronJob.schedule is required"),
     (JOBS, &["workloads.setup.replicas=2"], "workloads.setup.replicas is only for Deployment and StatefulSet"),
 ];

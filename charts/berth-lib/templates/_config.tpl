@@ -64,6 +64,17 @@ name, each validated.
 {{- fail (printf "%s.%s carries a literal password, which would land in a ConfigMap: write it as ${VAR} (env from a Secret via secretKeyRef) or ${file:/etc/berth/secret/NAME}" $p $field) -}}
 {{- end -}}
 {{- end -}}
+{{- /* A ${VAR} that berth's own env does not define makes berth exit 64 at start (crash loop): fail here instead. */ -}}
+{{- if not $s.envFrom -}}
+{{- range $field := list "url" "address" "path" "command" -}}
+{{- range $ref := regexFindAll "(^|[^$])\\$\\{[A-Za-z_][A-Za-z0-9_]*\\}" (toString (get $c $field | default "")) -1 -}}
+{{- $var := regexFind "[A-Za-z_][A-Za-z0-9_]*" (regexFind "\\{.*" $ref) -}}
+{{- if not (hasKey ($s.env | default dict) $var) -}}
+{{- fail (printf "%s.%s uses ${%s}, but the berth container has no env %s (berth would exit 64 at start): set berth.env.%s (or the workload's berth.env.%s), e.g. {valueFrom: {secretKeyRef: {name: ..., key: ...}}}" $p $field $var $var $var $var) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- $interval := include "berth-lib.millis" (dict "value" ($c.interval | default "5s") "path" (printf "%s.interval" $p)) | atoi -}}
 {{- $timeout := include "berth-lib.millis" (dict "value" ($c.timeout | default "2s") "path" (printf "%s.timeout" $p)) | atoi -}}
 {{- if ge $timeout $interval -}}
