@@ -164,8 +164,10 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let url = crate::db::normalise_url(database_url)
             .map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
-        // claim + complete + lease keeper + one spare.
-        let pool = crate::db::pool(&url, 4)?;
+        // claim + complete + lease keeper + one spare. Asynchronous commit:
+        // every write through this pool is a worker state change that
+        // at-least-once delivery can lose safely (see `pool_async_commit`).
+        let pool = crate::db::pool_async_commit(&url, 4)?;
         Ok(Worker {
             queue: Queue::new(pool),
             database_url: url,
@@ -192,6 +194,10 @@ impl Worker {
         self.ready.clone()
     }
 
+    /// The worker's own job store handle. Its connections commit
+    /// asynchronously (see [`crate::db::pool_async_commit`]): enqueue
+    /// through [`crate::connect`] instead when the job must survive a
+    /// server crash the moment the call returns.
     pub fn queue(&self) -> Queue {
         self.queue.clone()
     }

@@ -427,3 +427,44 @@ async fn concurrent_migrate_is_safe() {
     assert!(!log.contains(&pg.password), "password in migrate logs");
     assert!(log.contains("migrations done"));
 }
+
+/// The worker's own writes commit asynchronously and are planned per call
+/// (see `db::pool_async_commit`), while enqueueing stays durable — and
+/// options the user put in the URL survive.
+#[tokio::test]
+async fn worker_connections_commit_async_and_enqueue_stays_durable() {
+    let db = Db::start().await;
+    // The test kit's cluster runs with synchronous_commit=off; make the
+    // database default durable so the two pools can differ.
+    db.sql("ALTER DATABASE postgres SET synchronous_commit = on");
+    let show = |pool: deadpool_postgres::Pool| async move {
+        let c = pool.get().await.unwrap();
+        let row = c
+            .query_one(
+                "SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'),
+                        current_setting('statement_timeout')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+        )
+    };
+    let worker = Worker::new(&db.url, Registry::with_builtins(), options(&["default"])).unwrap();
+    let (sync, plans, _) = show(worker.queue().pool().clone()).await;
+    assert_eq!(
+        (sync.as_str(), plans.as_str()),
+        ("off", "force_custom_plan")
+    );
+    let (sync, plans, _) = show(db.queue().pool().clone()).await;
+    assert_eq!((sync.as_str(), plans.as_str()), ("on", "auto"));
+
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let with_options = format!("{}{sep}options=-c%20statement_timeout%3D12345", db.url);
+    let pool = jobqueue::db::pool_async_commit(&with_options, 1).unwrap();
+    let (sync, _, timeout) = show(pool).await;
+    assert_eq!((sync.as_str(), timeout.as_str()), ("off", "12345ms"));
+}
