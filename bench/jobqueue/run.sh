@@ -24,7 +24,7 @@
 # or a password in the URL; the script creates/drops its own databases
 # bench_jobqueue, bench_graphile, bench_pgboss), BENCH_JOBS [50000],
 # BENCH_CHUNK [1000], BENCH_LATENCY_JOBS [300], BENCH_LATENCY_INTERVAL_MS [20],
-# BENCH_CONCURRENCY [256], BENCH_BATCH [128], BENCH_SKIP_BUILD=1.
+# BENCH_CONCURRENCY [1024], BENCH_BATCH [256], BENCH_SKIP_BUILD=1.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
