@@ -337,6 +337,8 @@ fn startup_gate_waits_only_for_dependencies() {
             .values(WEB)
             .set("workloads.web.berth.checks.db.type=postgres")
             .set("workloads.web.berth.checks.db.url=${DATABASE_URL}")
+            .set("workloads.web.berth.env.DATABASE_URL.valueFrom.secretKeyRef.name=db")
+            .set("workloads.web.berth.env.DATABASE_URL.valueFrom.secretKeyRef.key=url")
             .kube("1.35.0")
             .ok();
         let cfg = berth_config(m.get("ConfigMap", "rel-web-berth"));
