@@ -387,11 +387,17 @@ impl Fetcher {
             };
             let mut permits = vec![first];
             self.take_free_slots(&mut permits);
-            if permits.len() < self.opts.batch_size {
+            // Count slots, not permit objects (one permit may hold many), and
+            // never aim above the number of slots there are: an idle worker
+            // that already holds a full batch must claim at once (lingering
+            // there only added the linger to every job's start latency).
+            let held: usize = permits.iter().map(|p| p.num_permits()).sum();
+            let full_batch = self.opts.batch_size.min(self.opts.concurrency).max(1);
+            if held < full_batch {
                 // Slots are freed one by one as outcomes are stored; claiming
                 // right after the first would mean many tiny claims (one
                 // commit each). Linger briefly for a fuller batch.
-                let missing = (self.opts.batch_size - permits.len()) as u32;
+                let missing = (full_batch - held) as u32;
                 if let Ok(Ok(more)) = tokio::time::timeout(
                     CLAIM_LINGER,
                     self.slots.clone().acquire_many_owned(missing),
