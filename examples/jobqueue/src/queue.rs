@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use crate::job::{Job, NewJob, Status, JOB_COLUMNS};
 
@@ -180,20 +180,7 @@ impl Queue {
              RETURNING {JOB_COLUMNS}"
         );
         let stmt = client.prepare_cached(&sql).await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &job.queue,
-                    &job.kind,
-                    &job.payload,
-                    &job.priority,
-                    &job.run_at,
-                    &job.max_attempts,
-                    &job.idempotency_key,
-                ],
-            )
-            .await?;
+        let rows = client.query(&stmt, &insert_params(job)).await?;
         if let Some(row) = rows.first() {
             return Ok((Job::from_row(row)?, true));
         }
@@ -249,20 +236,7 @@ impl Queue {
                 .await?;
             let mut ids = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let row = tx
-                    .query_one(
-                        &stmt,
-                        &[
-                            &job.queue,
-                            &job.kind,
-                            &job.payload,
-                            &job.priority,
-                            &job.run_at,
-                            &job.max_attempts,
-                            &job.idempotency_key,
-                        ],
-                    )
-                    .await?;
+                let row = tx.query_one(&stmt, &insert_params(job)).await?;
                 ids.push(row.get(0));
             }
             tx.commit().await?;
@@ -669,4 +643,18 @@ impl Queue {
             .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
+}
+
+/// The parameters of both INSERT statements (single and batch enqueue), in
+/// the column order their SQL lists: one place to keep them in step.
+fn insert_params(job: &NewJob) -> [&(dyn ToSql + Sync); 7] {
+    [
+        &job.queue,
+        &job.kind,
+        &job.payload,
+        &job.priority,
+        &job.run_at,
+        &job.max_attempts,
+        &job.idempotency_key,
+    ]
 }
