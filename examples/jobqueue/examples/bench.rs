@@ -7,8 +7,8 @@
 //!
 //! Env: `BENCH_DATABASE_URL` (required), `JOBQUEUE_BIN` (for the API),
 //! `BENCH_JOBS` [50000], `BENCH_CHUNK` [1000], `BENCH_LATENCY_JOBS` [300],
-//! `BENCH_LATENCY_INTERVAL_MS` [20], `BENCH_CONCURRENCY` [1024],
-//! `BENCH_BATCH` [256], `BENCH_HTTP_CLIENTS` [4].
+//! `BENCH_LATENCY_INTERVAL_MS` [20], `BENCH_CONCURRENCY` [2048],
+//! `BENCH_BATCH` [512], `BENCH_HTTP_CLIENTS` [4].
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -44,8 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let chunk = env_num("BENCH_CHUNK", 1000);
     let lat_n = env_num("BENCH_LATENCY_JOBS", 300);
     let lat_every = Duration::from_millis(env_num("BENCH_LATENCY_INTERVAL_MS", 20) as u64);
-    let concurrency = env_num("BENCH_CONCURRENCY", 1024);
-    let batch = env_num("BENCH_BATCH", 256);
+    let concurrency = env_num("BENCH_CONCURRENCY", 2048);
+    let batch = env_num("BENCH_BATCH", 512);
     let http_clients = env_num("BENCH_HTTP_CLIENTS", 4);
 
     jobqueue::migrate(&url).await?;

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::worker::WorkerOptions;
+
 /// A bad or missing environment variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{var}: {message}")]
@@ -201,43 +203,53 @@ impl DbConfig {
     }
 }
 
-/// Settings of the `worker` subcommand.
+/// Settings of the `worker` subcommand: the library's [`WorkerOptions`]
+/// (one struct, so the binary and library users cannot drift apart; its
+/// `Default` holds the defaults) plus where the ops server listens.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    pub queues: Vec<String>,
-    pub concurrency: usize,
-    pub batch_size: usize,
-    pub poll_interval: Duration,
-    pub lease_duration: Duration,
-    pub shutdown_timeout: Duration,
-    pub heartbeat_file: Option<PathBuf>,
-    pub worker_id: String,
-    pub retry_base: Duration,
-    pub retry_max: Duration,
+    pub worker: WorkerOptions,
     pub metrics_listen: SocketAddr,
 }
 
 impl WorkerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let queues = parse_queue_list(&env.string("WORKER_QUEUES", "default"))
+        let d = WorkerOptions::default();
+        let queues = parse_queue_list(&env.string("WORKER_QUEUES", &d.queues.join(",")))
             .map_err(|m| ConfigError::new("WORKER_QUEUES", m))?;
         let host = env.string("HOSTNAME", "worker");
-        Ok(WorkerConfig {
+        let secs = |var: &str, default: Duration, min: f64, max: f64| {
+            env.seconds(var, default.as_secs_f64(), min, max)
+        };
+        let worker = WorkerOptions {
             queues,
-            concurrency: env.int("WORKER_CONCURRENCY", 20, 1, 10_000)? as usize,
-            batch_size: env.int("WORKER_BATCH_SIZE", 10, 1, 1000)? as usize,
-            poll_interval: env.seconds("WORKER_POLL_INTERVAL_SECONDS", 1.0, 0.01, 3600.0)?,
-            lease_duration: env.seconds("WORKER_LEASE_DURATION_SECONDS", 300.0, 1.0, 86_400.0)?,
-            shutdown_timeout: env.seconds(
+            concurrency: env.int("WORKER_CONCURRENCY", d.concurrency as u64, 1, 10_000)? as usize,
+            batch_size: env.int("WORKER_BATCH_SIZE", d.batch_size as u64, 1, 1000)? as usize,
+            poll_interval: secs(
+                "WORKER_POLL_INTERVAL_SECONDS",
+                d.poll_interval,
+                0.01,
+                3600.0,
+            )?,
+            lease_duration: secs(
+                "WORKER_LEASE_DURATION_SECONDS",
+                d.lease_duration,
+                1.0,
+                86_400.0,
+            )?,
+            shutdown_timeout: secs(
                 "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
-                30.0,
+                d.shutdown_timeout,
                 0.0,
                 86_400.0,
             )?,
             heartbeat_file: env.get("WORKER_HEARTBEAT_FILE").map(PathBuf::from),
             worker_id: env.string("WORKER_ID", &format!("{host}-{}", std::process::id())),
-            retry_base: env.seconds("WORKER_RETRY_BASE_SECONDS", 1.0, 0.0, 86_400.0)?,
-            retry_max: env.seconds("WORKER_RETRY_MAX_SECONDS", 3600.0, 0.0, 604_800.0)?,
+            retry_base: secs("WORKER_RETRY_BASE_SECONDS", d.retry_base, 0.0, 86_400.0)?,
+            retry_max: secs("WORKER_RETRY_MAX_SECONDS", d.retry_max, 0.0, 604_800.0)?,
+        };
+        Ok(WorkerConfig {
+            worker,
             metrics_listen: env.socket_addr("METRICS_LISTEN", "0.0.0.0:9090")?,
         })
     }
@@ -346,8 +358,10 @@ mod tests {
     #[test]
     fn defaults_match_seed_000() {
         let env = Env::from_pairs([("DATABASE_URL", "postgresql+asyncpg://u:p@h:5432/db")]);
-        let w = WorkerConfig::from_env(&env).expect("valid");
+        let w = WorkerConfig::from_env(&env).expect("valid").worker;
+        assert_eq!(w.concurrency, 20);
         assert_eq!(w.batch_size, 10);
+        assert_eq!(w.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(w.poll_interval, Duration::from_secs(1));
         assert_eq!(w.lease_duration, Duration::from_secs(300));
         assert_eq!(w.queues, vec!["default".to_string()]);

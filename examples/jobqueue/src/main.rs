@@ -113,11 +113,8 @@ async fn run(command: Command, db: DbConfig) -> anyhow::Result<()> {
         }
         Command::Worker(cfg) => {
             let shutdown = jobqueue::shutdown::from_signals()?;
-            let worker = jobqueue::Worker::new(
-                &db.url,
-                jobqueue::Registry::with_builtins(),
-                jobqueue::WorkerOptions::from(&cfg),
-            )?;
+            let worker =
+                jobqueue::Worker::new(&db.url, jobqueue::Registry::with_builtins(), cfg.worker)?;
             // The ops server outlives the drain so /metrics stays scrapable.
             let (ops_stop, ops_shutdown) = jobqueue::shutdown::Shutdown::manual();
             let ops = jobqueue::ops::serve(

@@ -12,10 +12,11 @@ use tokio_postgres::Client;
 pub const MIGRATION_LOCK_KEY: i64 = 0x6a6f_6271_6d69_6772;
 
 /// (version, name, SQL). Append only: never edit an applied migration.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "jobs table, claim index, notify trigger",
-    r#"
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "jobs table, claim index, notify trigger",
+        r#"
 CREATE TABLE jobs (
     id               bigserial PRIMARY KEY,
     queue            text        NOT NULL DEFAULT 'default',
@@ -69,7 +70,42 @@ CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
 ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_vacuum_threshold = 1000,
                       autovacuum_analyze_scale_factor = 0.02);
 "#,
-)];
+    ),
+    (
+        2,
+        "cheaper enqueue: notify without a transition table, partial BRIN",
+        r#"
+-- Measured with examples that alternate statements between two databases
+-- (so machine noise cancels out): 1000-job batch inserts went from 99,500
+-- to 118,800 jobs/s with both changes below.
+--
+-- 1. The insert trigger of migration 1 captured every new row in a
+--    transition table to send one NOTIFY per distinct queue: ~10 % of a
+--    batch insert. It now sends one NOTIFY with an empty payload per
+--    statement, which every idle worker takes as "check your queues" (one
+--    index probe each). Workers of the inserted queue woke anyway; workers
+--    of other queues now wake too, and find nothing.
+DROP TRIGGER jobs_notify_insert ON jobs;
+DROP FUNCTION jobqueue_notify_insert();
+CREATE FUNCTION jobqueue_notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobqueue', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION jobqueue_notify_insert();
+
+-- 2. The retention BRIN indexed every row, so every insert and every claim
+--    paid a BRIN update for a NULL `finished_at` (~7 % of an insert). Only
+--    finished rows matter to the reaper's `finished_at < cutoff`, which
+--    implies this predicate.
+DROP INDEX jobs_finished_idx;
+CREATE INDEX jobs_finished_idx ON jobs USING brin (finished_at) WITH (autosummarize = on)
+    WHERE finished_at IS NOT NULL;
+"#,
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i32 {

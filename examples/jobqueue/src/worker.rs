@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use crate::config::WorkerConfig;
 use crate::handler::{JobContext, JobError, JobResult, Registry};
 use crate::metrics::Metrics;
 use crate::queue::{ClaimedJob, Failure, Queue};
@@ -51,7 +50,8 @@ fn running_count(held: &HeldMap) -> usize {
         .count()
 }
 
-/// Tuning of a worker. `WorkerOptions::default()` matches the env defaults.
+/// Tuning of a worker. `Default` holds the defaults of the `WORKER_*` env
+/// vars too: [`crate::config::WorkerConfig`] reads them from here.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
     pub queues: Vec<String>,
@@ -81,23 +81,6 @@ impl Default for WorkerOptions {
             worker_id: format!("worker-{}", std::process::id()),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(3600),
-        }
-    }
-}
-
-impl From<&WorkerConfig> for WorkerOptions {
-    fn from(c: &WorkerConfig) -> Self {
-        WorkerOptions {
-            queues: c.queues.clone(),
-            concurrency: c.concurrency,
-            batch_size: c.batch_size,
-            poll_interval: c.poll_interval,
-            lease_duration: c.lease_duration,
-            shutdown_timeout: c.shutdown_timeout,
-            heartbeat_file: c.heartbeat_file.clone(),
-            worker_id: c.worker_id.clone(),
-            retry_base: c.retry_base,
-            retry_max: c.retry_max,
         }
     }
 }

@@ -468,3 +468,60 @@ async fn worker_connections_commit_async_and_enqueue_stays_durable() {
     let (sync, _, timeout) = show(pool).await;
     assert_eq!((sync.as_str(), timeout.as_str()), ("off", "12345ms"));
 }
+
+/// A database at schema version 1 (jobs waiting in it) upgrades in place:
+/// the jobs survive, and an INSERT in plain SQL still wakes an idle worker
+/// through the new statement-level trigger, whatever queue it listens on.
+#[tokio::test]
+async fn migrate_upgrades_a_version_1_schema_in_place() {
+    let pg = tokio::task::spawn_blocking(berth_tests::Postgres::start)
+        .await
+        .unwrap();
+    let url = pg.url("postgres");
+    let (_, _, v1) = jobqueue::migrate::MIGRATIONS[0];
+    pg.psql("postgres", v1);
+    pg.psql(
+        "postgres",
+        "CREATE TABLE jobqueue_migrations (version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO jobqueue_migrations (version, name) VALUES (1, 'v1');
+         INSERT INTO jobs (queue, kind) VALUES ('mail', 'noop'), ('mail', 'noop');",
+    );
+    let applied = jobqueue::migrate(&url).await.expect("upgrade");
+    assert_eq!(
+        applied,
+        (2..=jobqueue::migrate::latest_version()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM jobs WHERE status = 'queued'"
+        ),
+        "2"
+    );
+    let index = pg.psql(
+        "postgres",
+        "SELECT pg_get_indexdef('jobs_finished_idx'::regclass)",
+    );
+    assert!(index.contains("WHERE (finished_at IS NOT NULL)"), "{index}");
+
+    let db = Db { pg, url };
+    let mut opts = options(&["mail", "other"]);
+    opts.poll_interval = Duration::from_secs(30); // only NOTIFY explains a prompt start
+    let w = start(&db, Registry::with_builtins(), opts);
+    assert!(
+        eventually(Duration::from_secs(5), || db.count("status = 'succeeded'")
+            == 2)
+        .await,
+        "the version-1 jobs did not run after the upgrade"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await; // idle again, listening
+    db.sql("INSERT INTO jobs (queue, kind) VALUES ('other', 'noop')");
+    assert!(
+        eventually(Duration::from_secs(5), || db.count("status = 'succeeded'")
+            == 3)
+        .await,
+        "a plain-SQL INSERT did not wake the worker"
+    );
+    w.stop().await;
+}
