@@ -16,7 +16,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+
+// tokio's clock, not std's: identical in production, and tests can pause
+// and advance it to prove that a stalled checker fails `/live`.
+use tokio::time::Instant;
 
 use tokio::sync::watch;
 

@@ -459,3 +459,47 @@ async fn run_serves_a_real_socket_and_stops_on_the_shutdown_future() {
         "the listener is closed"
     );
 }
+
+/// A checker task that stops looping (wedged on a lock, a blocking call, a
+/// dead task) fails `/live` once its heartbeat is older than 2 × interval +
+/// timeout + 10 s, so the kubelet restarts berth; dependencies being down
+/// never do. The clock is tokio's, paused and advanced here.
+#[tokio::test(start_paused = true)]
+async fn live_fails_when_a_checker_stops_looping() {
+    let app = app(
+        "checks:\n  - {name: db, type: tcp, address: \"10.0.0.5:5432\", interval: 5s, timeout: 1s}\n  \
+         - {name: cache, type: tcp, address: \"10.0.0.6:6379\", critical: false, interval: 5s, timeout: 1s}\n",
+    );
+    down(&app, 0);
+    down(&app, 1);
+    let stale_after = Duration::from_secs(2 * 5 + 1 + 10);
+    // Both checkers loop (and keep failing): dependencies never make berth dead.
+    for _ in 0..3 {
+        tokio::time::advance(Duration::from_secs(5)).await;
+        app.health.beat(0);
+        app.health.beat(1);
+        assert_eq!(
+            get(&app, "/api/v1/health/live").await.status,
+            StatusCode::OK
+        );
+    }
+    // The cache checker stalls; the db checker keeps looping.
+    tokio::time::advance(stale_after - Duration::from_secs(1)).await;
+    app.health.beat(0);
+    assert_eq!(
+        get(&app, "/api/v1/health/live").await.status,
+        StatusCode::OK,
+        "within the allowance"
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    app.health.beat(0);
+    let r = get(&app, "/api/v1/health/live").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.body);
+    assert_eq!(r.json()["reason"], "a checker task has stalled");
+    // It loops again: alive again.
+    app.health.beat(1);
+    assert_eq!(
+        get(&app, "/api/v1/health/live").await.status,
+        StatusCode::OK
+    );
+}
