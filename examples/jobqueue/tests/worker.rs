@@ -388,10 +388,7 @@ async fn worker_aborts_handler_when_lease_is_lost_or_job_cancelled() {
 
 #[tokio::test]
 async fn concurrent_migrate_is_safe() {
-    let pg = tokio::task::spawn_blocking(berth_tests::Postgres::start)
-        .await
-        .unwrap();
-    let url = pg.url("postgres");
+    let Db { pg, url } = Db::start_empty().await;
     let mut tasks = Vec::new();
     for _ in 0..6 {
         let url = url.clone();
@@ -474,38 +471,23 @@ async fn worker_connections_commit_async_and_enqueue_stays_durable() {
 /// through the new statement-level trigger, whatever queue it listens on.
 #[tokio::test]
 async fn migrate_upgrades_a_version_1_schema_in_place() {
-    let pg = tokio::task::spawn_blocking(berth_tests::Postgres::start)
-        .await
-        .unwrap();
-    let url = pg.url("postgres");
+    let db = Db::start_empty().await;
     let (_, _, v1) = jobqueue::migrate::MIGRATIONS[0];
-    pg.psql("postgres", v1);
-    pg.psql(
-        "postgres",
+    db.sql(v1);
+    db.sql(
         "CREATE TABLE jobqueue_migrations (version integer PRIMARY KEY, name text NOT NULL,
              applied_at timestamptz NOT NULL DEFAULT now());
          INSERT INTO jobqueue_migrations (version, name) VALUES (1, 'v1');
          INSERT INTO jobs (queue, kind) VALUES ('mail', 'noop'), ('mail', 'noop');",
     );
-    let applied = jobqueue::migrate(&url).await.expect("upgrade");
+    let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
     assert_eq!(
         applied,
         (2..=jobqueue::migrate::latest_version()).collect::<Vec<_>>()
     );
-    assert_eq!(
-        pg.psql(
-            "postgres",
-            "SELECT count(*) FROM jobs WHERE status = 'queued'"
-        ),
-        "2"
-    );
-    let index = pg.psql(
-        "postgres",
-        "SELECT pg_get_indexdef('jobs_finished_idx'::regclass)",
-    );
+    assert_eq!(db.count("status = 'queued'"), 2);
+    let index = db.sql("SELECT pg_get_indexdef('jobs_finished_idx'::regclass)");
     assert!(index.contains("WHERE (finished_at IS NOT NULL)"), "{index}");
-
-    let db = Db { pg, url };
     let mut opts = options(&["mail", "other"]);
     opts.poll_interval = Duration::from_secs(30); // only NOTIFY explains a prompt start
     let w = start(&db, Registry::with_builtins(), opts);

@@ -17,11 +17,17 @@ pub struct Db {
 
 impl Db {
     pub async fn start() -> Db {
+        let db = Db::start_empty().await;
+        jobqueue::migrate(&db.url).await.expect("migrate");
+        db
+    }
+
+    /// A private PostgreSQL without the schema (migration tests).
+    pub async fn start_empty() -> Db {
         let pg = tokio::task::spawn_blocking(Postgres::start)
             .await
             .expect("start postgres");
         let url = pg.url("postgres");
-        jobqueue::migrate(&url).await.expect("migrate");
         Db { pg, url }
     }
 
