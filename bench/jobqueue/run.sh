@@ -29,7 +29,8 @@
 # bench_jobqueue, bench_graphile, bench_pgboss), BENCH_JOBS [50000],
 # BENCH_CHUNK [1000], BENCH_LATENCY_JOBS [300], BENCH_LATENCY_INTERVAL_MS [20],
 # BENCH_CONCURRENCY [2048], BENCH_BATCH [512], BENCH_ROUNDS [3],
-# BENCH_SKIP_PGBOSS=1 (pg-boss is ~25x slower and adds ~40 s a round),
+# BENCH_PGBOSS_WORKERS [4], BENCH_PGBOSS_BATCH [5000] (pgboss.mjs says why),
+# BENCH_SKIP_PGBOSS=1 (pg-boss adds ~20 s a round; its latency is polling-bound),
 # BENCH_SKIP_BUILD=1.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
