@@ -4,7 +4,7 @@
 //! hard `timeout`: a dependency that accepts a TCP connection and then says
 //! nothing is a `timeout` failure, and the half-open connection is dropped so
 //! the next run starts clean. PostgreSQL and Redis keep one connection
-//! between runs (a health check should not cost a TLS-less handshake and an
+//! between runs (a health check should not cost a TLS handshake and an
 //! authentication every five seconds) and reconnect after any error.
 
 use std::path::PathBuf;
@@ -45,7 +45,9 @@ pub fn http_client(connect_timeout: Duration) -> HttpClient {
 /// One check's client side.
 pub enum Probe {
     Postgres {
-        config: Box<tokio_postgres::Config>,
+        /// `None` only if the URL stopped parsing after validation (the CA
+        /// file vanished): the check then fails with `tls_config`.
+        target: Option<Box<berth_tls::pg::PgTarget>>,
         conn: Option<(tokio_postgres::Client, JoinHandle<()>)>,
     },
     Redis {
@@ -73,18 +75,16 @@ impl Probe {
     pub fn new(spec: &CheckSpec) -> Probe {
         match &spec.target {
             Target::Postgres { url } => {
-                // Validated at load time; a failure here would only mean the
-                // default config, which then fails visibly on connect.
-                let mut config: tokio_postgres::Config = url.parse().unwrap_or_default();
-                config.connect_timeout(spec.timeout);
-                config.application_name("berth");
-                Probe::Postgres {
-                    config: Box::new(config),
-                    conn: None,
-                }
+                // Validated at load time (URL, sslmode, CA file).
+                let target = berth_tls::pg::parse(url).ok().map(|mut t| {
+                    t.config.connect_timeout(spec.timeout);
+                    t.config.application_name("berth");
+                    Box::new(t)
+                });
+                Probe::Postgres { target, conn: None }
             }
             Target::Redis { url } => Probe::Redis {
-                client: redis::Client::open(url.as_str()).ok(),
+                client: berth_tls::redis_tls::client(url).ok(),
                 conn: None,
             },
             Target::Tcp { address } => Probe::Tcp {
@@ -108,11 +108,15 @@ impl Probe {
     /// Runs the check once. The caller bounds it with the check's timeout.
     pub async fn check(&mut self, secrets: &Secrets) -> Result<(), CheckError> {
         match self {
-            Probe::Postgres { config, conn } => {
+            Probe::Postgres { target, conn } => {
                 if conn.as_ref().map(|(c, _)| c.is_closed()).unwrap_or(true) {
                     reset_pg(conn);
-                    let (client, connection) = config
-                        .connect(tokio_postgres::NoTls)
+                    let Some(target) = target.as_ref() else {
+                        return Err(CheckError::new("tls_config", "URL or CA file unusable"));
+                    };
+                    let (client, connection) = target
+                        .config
+                        .connect(target.tls.clone())
                         .await
                         .map_err(|e| pg_error(&e, secrets))?;
                     let task = tokio::spawn(async move {
@@ -270,6 +274,9 @@ fn pg_error(e: &tokio_postgres::Error, secrets: &Secrets) -> CheckError {
         };
         return CheckError::new(kind, secrets.scrub(db.message()));
     }
+    if let Some(reason) = berth_tls::tls_failure(e) {
+        return CheckError::new("tls_failed", secrets.scrub(&reason));
+    }
     if let Some(io) = io_source(e) {
         return CheckError::from_io(io, secrets);
     }
@@ -280,6 +287,9 @@ fn pg_error(e: &tokio_postgres::Error, secrets: &Secrets) -> CheckError {
 }
 
 fn redis_error(e: &redis::RedisError, secrets: &Secrets) -> CheckError {
+    if let Some(reason) = berth_tls::tls_failure(e) {
+        return CheckError::new("tls_failed", secrets.scrub(&reason));
+    }
     let kind = if e.is_connection_refusal() {
         "connection_refused"
     } else if e.kind() == redis::ErrorKind::AuthenticationFailed {

@@ -818,29 +818,18 @@ pub fn parse_signal(s: &str) -> Option<nix::sys::signal::Signal> {
 }
 
 // Validation messages never repeat the URL: it may hold a password.
+// Both parsers also read the `sslrootcert` CA file, so a missing one is a
+// configuration error rather than a check that can never pass.
 fn validate_postgres_url(url: &str) -> std::result::Result<(), String> {
-    let cfg = tokio_postgres::Config::from_str(url).map_err(|_| {
-        "not a valid PostgreSQL URL (postgres://user:password@host:5432/db)".to_string()
-    })?;
-    if cfg.get_hosts().is_empty() {
-        return Err("PostgreSQL URL names no host".into());
-    }
-    Ok(())
+    berth_tls::pg::parse(url)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn validate_redis_url(url: &str) -> std::result::Result<(), String> {
-    if url.starts_with("rediss://") {
-        return Err("rediss:// (TLS) is not supported".into());
-    }
-    if !(url.starts_with("redis://")
-        || url.starts_with("redis+unix://")
-        || url.starts_with("unix://"))
-    {
-        return Err("not a valid Redis URL (redis://[:password@]host:6379/0)".into());
-    }
-    redis::IntoConnectionInfo::into_connection_info(url)
-        .map(|_| ())
-        .map_err(|_| "not a valid Redis URL (redis://[:password@]host:6379/0)".to_string())
+    berth_tls::redis_tls::client(url)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn validate_host_port(address: &str) -> std::result::Result<(), String> {

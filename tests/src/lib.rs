@@ -6,6 +6,10 @@
 //! directory, so fault tests can stop and restart them without touching the
 //! machine's shared services or each other.
 //!
+//! For TLS tests, [`TestCa`] makes a throwaway CA and a server certificate
+//! for `localhost`/`127.0.0.1` (with the `openssl` CLI), and
+//! [`Postgres::start_tls`] / [`Redis::start_tls`] start servers that use it.
+//!
 //! Everything here is synchronous (`std::process`) so it can be used from both
 //! plain `#[test]`s and `#[tokio::test]`s. Instances are torn down on `Drop`.
 
@@ -91,11 +95,25 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     as_postgres_user: bool,
+    /// The CA that signed the server certificate, when started with TLS.
+    pub tls: Option<TestCa>,
 }
 
 impl Postgres {
     /// initdb + start. Panics with the server log if it cannot start.
     pub fn start() -> Postgres {
+        Postgres::start_inner(None)
+    }
+
+    /// Like [`Postgres::start`], with `ssl = on` and a server certificate for
+    /// `localhost` and `127.0.0.1` signed by a fresh [`TestCa`] (in
+    /// [`Postgres::tls`]). Plain TCP connections are still accepted, so the
+    /// tests can show which one a client used (`pg_stat_ssl`).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_inner(Some(TestCa::new()))
+    }
+
+    fn start_inner(tls: Option<TestCa>) -> Postgres {
         let bin = pg_bin_dir().unwrap_or_default();
         let as_postgres_user = running_as_root();
         let dir = tempfile::Builder::new()
@@ -119,6 +137,7 @@ impl Postgres {
             dir,
             bin,
             as_postgres_user,
+            tls,
         };
         let data = pg.data_dir();
         let out = pg
@@ -142,13 +161,38 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let conf = format!(
+        let mut conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
              max_connections = 200\nshared_buffers = 64MB\nlog_min_messages = warning\n",
             pg.port,
             pg.dir.path().display()
         );
+        if let Some(ca) = &pg.tls {
+            // The key must belong to the server's user and be private.
+            for (from, to) in [
+                (&ca.server_cert, "server.crt"),
+                (&ca.server_key, "server.key"),
+            ] {
+                std::fs::copy(from, data.join(to)).expect("copy TLS file into the data dir");
+            }
+            let status = Command::new("chmod")
+                .arg("600")
+                .arg(data.join("server.key"))
+                .status()
+                .expect("chmod");
+            assert!(status.success(), "chmod of server.key failed");
+            if pg.as_postgres_user {
+                let status = Command::new("chown")
+                    .arg("postgres:postgres")
+                    .arg(data.join("server.crt"))
+                    .arg(data.join("server.key"))
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "chown of the TLS files failed");
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
         let conf_path = data.join("postgresql.auto.conf");
         let mut existing = std::fs::read_to_string(&conf_path).unwrap_or_default();
         existing.push_str(&conf);
@@ -280,10 +324,23 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     _dir: tempfile::TempDir,
+    /// The CA that signed the server certificate, when started with TLS
+    /// (then `port` is the TLS port and there is no plain one).
+    pub tls: Option<TestCa>,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_inner(None)
+    }
+
+    /// A TLS-only `redis-server` (`--tls-port`, no plain port, client
+    /// certificates not required) with a certificate from a fresh [`TestCa`].
+    pub fn start_tls() -> Redis {
+        Redis::start_inner(Some(TestCa::new()))
+    }
+
+    fn start_inner(tls: Option<TestCa>) -> Redis {
         let dir = tempfile::Builder::new()
             .prefix("berth-redis-")
             .tempdir()
@@ -292,22 +349,39 @@ impl Redis {
             port: free_port(),
             child: None,
             _dir: dir,
+            tls,
         };
         redis.start_server();
         redis
     }
 
     fn start_server(&mut self) {
-        let child =
-            Command::new(std::env::var("BERTH_REDIS_SERVER").unwrap_or("redis-server".into()))
-                .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-                .arg("--dir")
-                .arg(self._dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn redis-server (apt-get install redis-server)");
+        let mut cmd =
+            Command::new(std::env::var("BERTH_REDIS_SERVER").unwrap_or("redis-server".into()));
+        cmd.args(["--bind", "127.0.0.1"]);
+        match &self.tls {
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            Some(ca) => {
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&ca.server_cert)
+                    .arg("--tls-key-file")
+                    .arg(&ca.server_key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&ca.ca_cert)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = cmd
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(self._dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (apt-get install redis-server)");
         self.child = Some(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(20)),
@@ -316,8 +390,14 @@ impl Redis {
         );
     }
 
+    /// `redis://127.0.0.1:port/0`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Kills the server (SIGKILL: clients see a dropped connection). Idempotent.
@@ -338,6 +418,124 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A throwaway certificate authority and one server certificate it signed,
+/// valid for `localhost` and `127.0.0.1`, made with the `openssl` CLI (ECDSA
+/// P-256, valid for two days). Files live in a temporary directory removed
+/// on drop.
+pub struct TestCa {
+    /// The CA certificate (PEM): what clients pass as `sslrootcert`.
+    pub ca_cert: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    /// Panics with openssl's output if a step fails.
+    pub fn new() -> TestCa {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-ca-")
+            .tempdir()
+            .expect("tempdir");
+        let p = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (apt-get install openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let subject = format!("/CN=berth test CA {}", random_suffix());
+        let mut ca_args = vec!["req", "-x509"];
+        ca_args.extend(ec);
+        ca_args.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            &subject,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(&ca_args);
+        let mut csr_args = vec!["req", "-new"];
+        csr_args.extend(ec);
+        csr_args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        openssl(&csr_args);
+        std::fs::write(
+            p("server.ext"),
+            "subjectAltName = DNS:localhost, IP:127.0.0.1\n\
+             basicConstraints = CA:FALSE\n\
+             keyUsage = critical, digitalSignature, keyEncipherment\n\
+             extendedKeyUsage = serverAuth\n",
+        )
+        .expect("write server.ext");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        // Readable by the postgres/redis users the servers may run as.
+        for f in ["ca.crt", "server.crt", "server.key"] {
+            let _ = Command::new("chmod").arg("644").arg(p(f)).status();
+        }
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        TestCa {
+            ca_cert: p("ca.crt"),
+            server_cert: p("server.crt"),
+            server_key: p("server.key"),
+            dir,
+        }
+    }
+
+    /// The directory holding the files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
     }
 }
 
