@@ -327,12 +327,15 @@ impl ApiConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let redis_url = env.get("REDIS_URL");
         if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://")
-                || url.starts_with("rediss://")
-                || url.starts_with("unix://"))
-            {
-                return Err(ConfigError::new("REDIS_URL", "must start with redis://"));
-            }
+            // Also reads a `sslrootcert` CA file of a rediss:// URL. The
+            // message never repeats the URL (it may hold a password).
+            berth_tls::redis_tls::client(url).map_err(|e| match e {
+                berth_tls::redis_tls::RedisUrlError::Invalid => ConfigError::new(
+                    "REDIS_URL",
+                    "must start with redis://, rediss:// (TLS) or unix://",
+                ),
+                other => ConfigError::new("REDIS_URL", other.to_string()),
+            })?;
         }
         Ok(ApiConfig {
             listen: env.socket_addr("API_LISTEN", "0.0.0.0:8000")?,

@@ -3,12 +3,15 @@
 //! Seed 000 writes `DATABASE_URL` for SQLAlchemy (`postgresql+asyncpg://`);
 //! we accept that spelling and strip the driver suffix. The URL carries the
 //! password, so anything that might end up in a log goes through [`redact`].
+//!
+//! TLS: `sslmode` and `sslrootcert` in the URL mean what they mean to libpq
+//! (see `berth_tls::pg`); the pool and the dedicated connections all use the
+//! same rustls connector. Without `sslmode` the default is `prefer`, which
+//! still connects to a server without TLS.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 
 /// `postgresql+asyncpg://…` → `postgresql://…`; rejects other schemes.
 pub fn normalise_url(raw: &str) -> Result<String, String> {
@@ -27,9 +30,13 @@ pub fn normalise_url(raw: &str) -> Result<String, String> {
         ));
     }
     let url = format!("postgresql://{rest}");
-    tokio_postgres::Config::from_str(&url).map_err(|_| {
-        // The parse error may echo parts of the URL: say what, not where.
-        "is not a valid PostgreSQL connection URL".to_string()
+    // Also checks sslmode/sslrootcert and reads the CA file. The messages
+    // never echo the URL (tokio-postgres' own parse errors may).
+    berth_tls::pg::parse(&url).map_err(|e| match e {
+        berth_tls::pg::PgUrlError::Invalid => {
+            "is not a valid PostgreSQL connection URL".to_string()
+        }
+        other => other.to_string(),
     })?;
     Ok(url)
 }
@@ -55,9 +62,18 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
-    let mut cfg = tokio_postgres::Config::from_str(url)
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL"))?;
+/// The tokio-postgres settings and the TLS connector for `url`.
+fn config(url: &str) -> anyhow::Result<(tokio_postgres::Config, berth_tls::pg::MakeTls)> {
+    let berth_tls::pg::PgTarget {
+        config: mut cfg,
+        tls,
+        ..
+    } = berth_tls::pg::parse(url).map_err(|e| match e {
+        berth_tls::pg::PgUrlError::Invalid => {
+            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL")
+        }
+        other => anyhow::anyhow!("DATABASE_URL: {other}"),
+    })?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(5));
     }
@@ -65,14 +81,15 @@ fn config(url: &str) -> anyhow::Result<tokio_postgres::Config> {
         cfg.application_name("jobqueue");
     }
     cfg.keepalives(true);
-    Ok(cfg)
+    Ok((cfg, tls))
 }
 
 /// A pool of up to `size` connections. Connections are made lazily and
 /// replaced when broken (e.g. after a PostgreSQL restart), so creating the
 /// pool never fails because the database is down.
 pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
-    build_pool(config(url)?, size)
+    let (cfg, tls) = config(url)?;
+    build_pool(cfg, tls, size)
 }
 
 /// Like [`pool`], but the connections commit with `synchronous_commit =
@@ -100,20 +117,24 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
 /// outcome with every running job: 28–70 ms for 256 completions instead of
 /// under 2 ms with the custom plan (a hash join). Planning costs ~0.3 ms.
 pub fn pool_async_commit(url: &str, size: usize) -> anyhow::Result<Pool> {
-    let mut cfg = config(url)?;
+    let (mut cfg, tls) = config(url)?;
     let ours = "-c synchronous_commit=off -c plan_cache_mode=force_custom_plan";
     let options = match cfg.get_options() {
         Some(o) if !o.is_empty() => format!("{o} {ours}"),
         _ => ours.to_string(),
     };
     cfg.options(&options);
-    build_pool(cfg, size)
+    build_pool(cfg, tls, size)
 }
 
-fn build_pool(cfg: tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> {
+fn build_pool(
+    cfg: tokio_postgres::Config,
+    tls: berth_tls::pg::MakeTls,
+    size: usize,
+) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         cfg,
-        NoTls,
+        tls,
         ManagerConfig {
             // `Fast` only checks `is_closed()`: a dead socket is noticed on
             // first use and the caller retries. `Verified` would add a round
@@ -133,8 +154,8 @@ fn build_pool(cfg: tokio_postgres::Config, size: usize) -> anyhow::Result<Pool> 
 
 /// One dedicated connection (LISTEN, advisory locks) with its driver task.
 pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let cfg = config(url)?;
-    let (client, connection) = cfg.connect(NoTls).await?;
+    let (cfg, tls) = config(url)?;
+    let (client, connection) = cfg.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "database connection closed");
@@ -152,8 +173,8 @@ pub async fn connect_with_notifications(
     tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
 )> {
     use futures::StreamExt;
-    let cfg = config(url)?;
-    let (client, mut connection) = cfg.connect(NoTls).await?;
+    let (cfg, tls) = config(url)?;
+    let (client, mut connection) = cfg.connect(tls).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -193,6 +214,11 @@ mod tests {
         assert!(normalise_url("nonsense").is_err());
         let err = normalise_url("postgresql://u:hunter2@db:notaport/jobs").expect_err("bad port");
         assert!(!err.contains("hunter2"));
+        let url = normalise_url("postgresql+asyncpg://u:hunter2@db/jobs?sslmode=verify-full")
+            .expect("TLS options are kept");
+        assert!(url.ends_with("?sslmode=verify-full"));
+        let err = normalise_url("postgresql://u:hunter2@db/jobs?sslmode=bogus").expect_err("mode");
+        assert!(err.contains("sslmode") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]

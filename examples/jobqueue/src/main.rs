@@ -151,12 +151,17 @@ async fn run(command: Command, db: DbConfig) -> anyhow::Result<()> {
 }
 
 /// Retries the connection for up to 60 s: a migration Job often starts
-/// before the database accepts connections.
+/// before the database accepts connections. A TLS failure (untrusted
+/// certificate, no TLS on the server) is not retried: waiting cannot fix it.
 async fn migrate(db: &DbConfig) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let mut client = loop {
         match jobqueue::db::connect(&db.url).await {
             Ok(c) => break c,
+            Err(e) if berth_tls::tls_failure(e.as_ref()).is_some() => {
+                let reason = berth_tls::tls_failure(e.as_ref()).unwrap_or_default();
+                return Err(e.context(format!("connecting to the database: {reason}")));
+            }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -38,7 +38,7 @@ impl RateLimiter {
     /// `per_minute == 0` disables limiting. An unparseable Redis URL is
     /// reported by the caller's config validation, here it just disables Redis.
     pub fn new(per_minute: u64, redis_url: Option<&str>, metrics: Arc<Metrics>) -> Arc<Self> {
-        let redis_client = redis_url.and_then(|u| redis::Client::open(u).ok());
+        let redis_client = redis_url.and_then(|u| berth_tls::redis_tls::client(u).ok());
         let limiter = Arc::new(RateLimiter {
             per_minute,
             redis: redis_client
