@@ -121,6 +121,34 @@ async fn tls_postgres_verify_full_up_wrong_ca_down() {
     );
 }
 
+/// A certificate from the right CA for another host name: `verify-full`
+/// refuses it (and says so), `verify-ca` accepts it (chain only), as libpq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_postgres_host_name_checked_by_verify_full_only() {
+    let pg =
+        berth_tests::Postgres::start_tls_with(berth_tests::TestCa::with_names("DNS:db.invalid"));
+    let ca = pg.tls.as_ref().unwrap().ca_cert.display().to_string();
+    let base = pg.url("postgres");
+    let yaml = format!(
+        "checks:\n{}{}",
+        pg_check(
+            "full",
+            &format!("{base}?sslmode=verify-full&sslrootcert={ca}")
+        ),
+        pg_check("ca", &format!("{base}?sslmode=verify-ca&sslrootcert={ca}")),
+    );
+    let berth = Running::start(&yaml);
+    let checks = settled(&berth, &["full", "ca"]).await;
+    let (_, status, error) = find(&checks, "ca");
+    assert_eq!(status, "up", "verify-ca: {error}");
+    let (_, status, error) = find(&checks, "full");
+    assert_eq!(status, "down");
+    assert!(
+        error.starts_with("tls_failed") && error.contains("not valid for the host name"),
+        "a clear reason: {error}"
+    );
+}
+
 /// Against a server without TLS: `require` fails and says the server has no
 /// TLS; `prefer`, `disable` and no sslmode (the default, `prefer`) connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -113,6 +113,12 @@ impl Postgres {
         Postgres::start_inner(Some(TestCa::new()))
     }
 
+    /// Like [`Postgres::start_tls`] with a given CA (e.g. one whose server
+    /// certificate names another host: [`TestCa::with_names`]).
+    pub fn start_tls_with(ca: TestCa) -> Postgres {
+        Postgres::start_inner(Some(ca))
+    }
+
     fn start_inner(tls: Option<TestCa>) -> Postgres {
         let bin = pg_bin_dir().unwrap_or_default();
         let as_postgres_user = running_as_root();
@@ -434,8 +440,15 @@ pub struct TestCa {
 }
 
 impl TestCa {
-    /// Panics with openssl's output if a step fails.
+    /// Server certificate for `localhost` and `127.0.0.1`. Panics with
+    /// openssl's output if a step fails.
     pub fn new() -> TestCa {
+        TestCa::with_names("DNS:localhost, IP:127.0.0.1")
+    }
+
+    /// Server certificate whose subjectAltName is `san` (openssl syntax,
+    /// e.g. `"DNS:db.invalid"`).
+    pub fn with_names(san: &str) -> TestCa {
         let dir = tempfile::Builder::new()
             .prefix("berth-ca-")
             .tempdir()
@@ -491,10 +504,12 @@ impl TestCa {
         openssl(&csr_args);
         std::fs::write(
             p("server.ext"),
-            "subjectAltName = DNS:localhost, IP:127.0.0.1\n\
-             basicConstraints = CA:FALSE\n\
-             keyUsage = critical, digitalSignature, keyEncipherment\n\
-             extendedKeyUsage = serverAuth\n",
+            format!(
+                "subjectAltName = {san}\n\
+                 basicConstraints = CA:FALSE\n\
+                 keyUsage = critical, digitalSignature, keyEncipherment\n\
+                 extendedKeyUsage = serverAuth\n"
+            ),
         )
         .expect("write server.ext");
         openssl(&[
