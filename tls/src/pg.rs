@@ -19,7 +19,8 @@
 //! back cleanly to plain TCP against a server without TLS (tokio-postgres
 //! reads the server's "no" to the SSL request and carries on), so URLs that
 //! worked before keep working. `allow` is treated as `prefer` (tokio-postgres
-//! cannot retry the other way round). Key/value connection strings
+//! cannot retry the other way round). As with libpq, `sslmode` does not
+//! apply to Unix-domain sockets. Key/value connection strings
 //! (`host=… sslmode=…`) get `disable|prefer|require` only.
 //!
 //! Channel binding (`SCRAM-SHA-256-PLUS`) is not offered: SCRAM without it
@@ -177,7 +178,14 @@ pub fn parse(url: &str) -> Result<PgTarget, PgUrlError> {
         SslMode::Prefer | SslMode::Require => roots,
         SslMode::VerifyCa | SslMode::VerifyFull => Some(roots.unwrap_or(Roots::Builtin)),
     };
+    // libpq ignores sslmode on Unix-domain sockets (the server refuses TLS
+    // there); do the same when every host is one.
+    let unix_only = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, tokio_postgres::config::Host::Unix(_)));
     config.ssl_mode(match mode {
+        _ if unix_only => tokio_postgres::config::SslMode::Disable,
         SslMode::Disable => tokio_postgres::config::SslMode::Disable,
         SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
         _ => tokio_postgres::config::SslMode::Require,
@@ -341,6 +349,18 @@ mod tests {
         assert_eq!(t.mode, SslMode::Require);
         let t = parse("postgres://u@db/x?sslmode=allow").expect("allow");
         assert_eq!(t.mode, SslMode::Prefer);
+        let t = parse("postgresql://u@%2Fvar%2Frun%2Fpostgresql/x?sslmode=require").expect("unix");
+        assert_eq!(
+            t.config.get_ssl_mode(),
+            tokio_postgres::config::SslMode::Disable,
+            "no TLS on Unix sockets"
+        );
+        assert_eq!(
+            t.config.get_hosts(),
+            &[tokio_postgres::config::Host::Unix(
+                "/var/run/postgresql".into()
+            )]
+        );
     }
 
     #[test]
