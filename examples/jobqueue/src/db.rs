@@ -54,9 +54,12 @@ pub fn redact(url: &str) -> String {
     let tail = tail.split('?').next().unwrap_or(tail);
     match authority.rfind('@') {
         Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}{tail}", &authority[at + 1..])
+            let host = &authority[at + 1..];
+            match authority[..at].split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                // No password to hide: saying `user:***` would suggest one.
+                None => format!("{scheme}://{}@{host}{tail}", &authority[..at]),
+            }
         }
         None => format!("{scheme}://{authority}{tail}"),
     }
@@ -226,6 +229,10 @@ mod tests {
         let r = redact("postgresql://user:hunter2@db:5432/jobs?password=hunter2");
         assert_eq!(r, "postgresql://user:***@db:5432/jobs");
         assert_eq!(redact("postgresql://db/jobs"), "postgresql://db/jobs");
+        assert_eq!(
+            redact("postgresql://app@db/jobs"),
+            "postgresql://app@db/jobs"
+        );
         assert!(!redact("postgresql://u:p@ss@w@rd@db/x").contains("rd@"));
     }
 }
