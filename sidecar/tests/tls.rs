@@ -54,6 +54,30 @@ fn find<'a>(checks: &'a [(String, String, String)], name: &str) -> &'a (String, 
         .unwrap_or_else(|| panic!("no check {name} in {checks:?}"))
 }
 
+/// Every named check is `up`.
+fn assert_up(checks: &[(String, String, String)], names: &[&str]) {
+    for name in names {
+        let (_, status, error) = find(checks, name);
+        assert_eq!(status, "up", "{name}: {error}");
+    }
+}
+
+/// The named check is `down` with kind `tls_failed` and `reason` in its
+/// error; returns the error text for further assertions.
+fn assert_tls_down<'a>(
+    checks: &'a [(String, String, String)],
+    name: &str,
+    reason: &str,
+) -> &'a str {
+    let (_, status, error) = find(checks, name);
+    assert_eq!(status, "down", "{name}");
+    assert!(
+        error.starts_with("tls_failed") && error.contains(reason),
+        "a clear reason: {error}"
+    );
+    error
+}
+
 fn pg_check(name: &str, url: &str) -> String {
     format!(
         "  - {{name: {name}, type: postgres, url: \"{url}\", critical: false, interval: 1s, timeout: 900ms, failureThreshold: 1}}\n"
@@ -92,16 +116,8 @@ async fn tls_postgres_verify_full_up_wrong_ca_down() {
     );
     let berth = Running::start(&yaml);
     let checks = settled(&berth, &["full", "wrongca", "require", "verifyca"]).await;
-    for name in ["full", "require", "verifyca"] {
-        let (_, status, error) = find(&checks, name);
-        assert_eq!(status, "up", "{name}: {error}");
-    }
-    let (_, status, error) = find(&checks, "wrongca");
-    assert_eq!(status, "down");
-    assert!(
-        error.starts_with("tls_failed") && error.contains("not signed by a trusted CA"),
-        "a clear reason: {error}"
-    );
+    assert_up(&checks, &["full", "require", "verifyca"]);
+    assert_tls_down(&checks, "wrongca", "not signed by a trusted CA");
     let encrypted = pg.psql(
         "postgres",
         "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
@@ -141,12 +157,7 @@ async fn tls_postgres_host_name_checked_by_verify_full_only() {
     let checks = settled(&berth, &["full", "ca"]).await;
     let (_, status, error) = find(&checks, "ca");
     assert_eq!(status, "up", "verify-ca: {error}");
-    let (_, status, error) = find(&checks, "full");
-    assert_eq!(status, "down");
-    assert!(
-        error.starts_with("tls_failed") && error.contains("not valid for the host name"),
-        "a clear reason: {error}"
-    );
+    assert_tls_down(&checks, "full", "not valid for the host name");
 }
 
 /// Against a server without TLS: `require` fails and says the server has no
@@ -164,16 +175,8 @@ async fn tls_postgres_require_fails_on_plain_server_prefer_and_default_work() {
     );
     let berth = Running::start(&yaml);
     let checks = settled(&berth, &["require", "prefer", "disable", "default"]).await;
-    for name in ["prefer", "disable", "default"] {
-        let (_, status, error) = find(&checks, name);
-        assert_eq!(status, "up", "{name}: {error}");
-    }
-    let (_, status, error) = find(&checks, "require");
-    assert_eq!(status, "down");
-    assert!(
-        error.starts_with("tls_failed") && error.contains("server does not support TLS"),
-        "a clear reason: {error}"
-    );
+    assert_up(&checks, &["prefer", "disable", "default"]);
+    let error = assert_tls_down(&checks, "require", "server does not support TLS");
     assert!(!error.contains(&pg.password));
 }
 
@@ -202,16 +205,8 @@ async fn tls_redis_rediss_up_wrong_ca_down() {
     );
     let berth = Running::start(&yaml);
     let checks = settled(&berth, &["cache", "wrongca", "insecure"]).await;
-    for name in ["cache", "insecure"] {
-        let (_, status, error) = find(&checks, name);
-        assert_eq!(status, "up", "{name}: {error}");
-    }
-    let (_, status, error) = find(&checks, "wrongca");
-    assert_eq!(status, "down");
-    assert!(
-        error.starts_with("tls_failed") && error.contains("not signed by a trusted CA"),
-        "a clear reason: {error}"
-    );
+    assert_up(&checks, &["cache", "insecure"]);
+    assert_tls_down(&checks, "wrongca", "not signed by a trusted CA");
     // And the whole thing is ready once the critical set (none here) is.
     wait_status(
         &berth.url("/api/v1/health/ready"),
