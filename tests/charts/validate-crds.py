@@ -5,7 +5,7 @@ tests/charts/crd-schemas.yaml (kubernetes-validate has no schema for them).
     validate-crds.py RENDER.yaml...
 
 Every object whose apiVersion/kind is listed under `kinds` is checked
-strictly; an object of a CRD group the chart uses (monitoring.coreos.com,
+strictly; an object of a CRD group the chart uses (monitoring.coreos.com, keda.sh,
 gateway.networking.k8s.io) with no schema listed fails. Prints per-kind
 counts; exit 1 on any failure.
 """
@@ -17,7 +17,7 @@ import jsonschema
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/")
+GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/", "keda.sh/")
 
 
 def main():

@@ -40,11 +40,12 @@ done
 CT_ETC=$ROOT/tools/ct-etc
 KUBE_VERSIONS=(1.28.0 1.35.0)
 # The CRD APIs the chart looks for in .Capabilities: rendered as present so
-# the ServiceMonitor/PodMonitor/PrometheusRule/HTTPRoute templates are covered
+# the ServiceMonitor/PodMonitor/PrometheusRule/HTTPRoute/ScaledObject templates are covered
 # (their absence is covered by the Rust render tests).
 API_VERSIONS=(--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor
-              --api-versions monitoring.coreos.com/v1/PrometheusRule --api-versions gateway.networking.k8s.io/v1/HTTPRoute)
-ALLOWED_CRD_KINDS='^(monitoring\.coreos\.com/v1/(ServiceMonitor|PodMonitor|PrometheusRule)|gateway\.networking\.k8s\.io/v1/HTTPRoute)$'
+              --api-versions monitoring.coreos.com/v1/PrometheusRule --api-versions gateway.networking.k8s.io/v1/HTTPRoute
+              --api-versions keda.sh/v1alpha1/ScaledObject)
+ALLOWED_CRD_KINDS='^(monitoring\.coreos\.com/v1/(ServiceMonitor|PodMonitor|PrometheusRule)|gateway\.networking\.k8s\.io/v1/HTTPRoute|keda\.sh/v1alpha1/ScaledObject)$'
 OUT=${OUT_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/berth-chart-verify-XXXX")}
 mkdir -p "$OUT/logs" "$OUT/render"
 T0=$(date +%s.%N)

@@ -194,7 +194,7 @@ fn overrides_for_local_runs_work() {
             .set("secrets.jobqueue.stringData.DATABASE_URL=postgresql://u:p@127.0.0.1:5432/jq")
             .set("workloads.api.hpa.enabled=false")
             .set("workloads.api.replicas=1")
-            .set("workloads.worker.hpa.enabled=false")
+            .set("workloads.worker.queueScaling.enabled=false")
             .set("workloads.worker.replicas=2")
             .ok();
         assert!(

@@ -34,6 +34,7 @@ for every chart that uses it.)
 {{- /* PDB: never render one that blocks every eviction */ -}}
 {{- if and $w.pdb.enabled $longRunning -}}
 {{- $replicas := int (ternary $w.hpa.minReplicas ($w.replicas | default 1) (and $w.hpa.enabled true)) -}}
+{{- if $w.queueScaling.enabled -}}{{- $replicas = int $w.queueScaling.minReplicas -}}{{- end -}}
 {{- if not (kindIs "invalid" $w.pdb.minAvailable) -}}
 {{- $m := toString $w.pdb.minAvailable -}}
 {{- if hasSuffix "%" $m -}}
