@@ -98,8 +98,14 @@ impl From<QueueError> for ApiError {
             QueueError::NotFound => ApiError::NotFound("job not found".into()),
             QueueError::Conflict(m) => ApiError::Conflict(m),
             QueueError::Invalid(m) => ApiError::BadRequest(m),
-            QueueError::Db(e) => {
-                tracing::error!(error = %e, "database error");
+            QueueError::Rejected(f) => {
+                // The client sent something PostgreSQL cannot store that
+                // validation did not catch: their fault, not an outage.
+                tracing::warn!(sqlstate = f.code(), error = %f.message, "database rejected a value");
+                ApiError::BadRequest(format!("a value cannot be stored: {}", f.message))
+            }
+            QueueError::Db(f) => {
+                tracing::error!(sqlstate = f.code(), error = %f.message, "database error");
                 ApiError::Unavailable("database unavailable".into())
             }
             QueueError::Pool(e) => {

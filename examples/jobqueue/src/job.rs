@@ -1,6 +1,6 @@
 //! The job record and the request to create one.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a job. A failed attempt with attempts left goes back to
@@ -103,12 +103,12 @@ pub struct NewJob {
     #[serde(default = "default_queue")]
     pub queue: String,
     /// Higher runs first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_priority")]
     pub priority: i32,
     /// Not before this time (RFC 3339); default now.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_run_at")]
     pub run_at: Option<DateTime<Utc>>,
-    #[serde(default = "default_max_attempts")]
+    #[serde(default = "default_max_attempts", deserialize_with = "de_max_attempts")]
     pub max_attempts: i32,
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -164,7 +164,10 @@ impl NewJob {
         self
     }
 
-    /// Checks every field; the message names the field.
+    /// Checks every field; the message names the field. Everything
+    /// PostgreSQL would refuse is caught here (NUL characters, dates out of
+    /// its range), so a client gets a 400 naming the field instead of a
+    /// database error.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.kind).map_err(|m| format!("kind: {m}"))?;
         validate_name(&self.queue).map_err(|m| format!("queue: {m}"))?;
@@ -182,9 +185,117 @@ impl NewJob {
             if key.is_empty() || key.len() > 255 {
                 return Err("idempotency_key: must be 1 to 255 bytes".into());
             }
+            if key.contains('\0') {
+                return Err(NUL_MESSAGE.replace("{}", "idempotency_key"));
+            }
         }
+        if let Some(at) = self.run_at {
+            if !(min_run_at()..=max_run_at()).contains(&at) {
+                return Err(
+                    "run_at: must be between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z".into(),
+                );
+            }
+        }
+        check_json_for_nul(&self.payload, &mut "payload".to_string())?;
         Ok(())
     }
+}
+
+const NUL_MESSAGE: &str =
+    "{}: must not contain the NUL character (\\u0000), which PostgreSQL cannot store";
+
+fn min_run_at() -> DateTime<Utc> {
+    DateTime::<Utc>::MIN_UTC
+        .with_year(1)
+        .and_then(|d| d.with_ordinal(1))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn max_run_at() -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(253_402_300_799, 0).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// jsonb cannot hold `\u0000` in a string or a key (SQLSTATE 22P05): find
+/// the first one and name its path, e.g. `payload.headers["x-a"]`.
+fn check_json_for_nul(v: &serde_json::Value, path: &mut String) -> Result<(), String> {
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Err(NUL_MESSAGE.replace("{}", path)),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_json_for_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        serde_json::Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                if k.contains('\0') {
+                    return Err(NUL_MESSAGE.replace("{}", &format!("{path} (a key)")));
+                }
+                if k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !k.is_empty() {
+                    path.push('.');
+                    path.push_str(k);
+                } else {
+                    path.push_str(&format!("[{}]", serde_json::Value::from(k.as_str())));
+                }
+                check_json_for_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An integer field that must fit in `[min, max]`: any JSON number is
+/// read, so that `1e20` or `99999999999` yields "priority: must be…"
+/// instead of serde's "expected i32" without the field name.
+fn de_bounded<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+    min: i32,
+    max: i32,
+) -> Result<i32, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let n = v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9e18)
+            .map(|f| f as i64)
+    });
+    match n
+        .and_then(|n| i32::try_from(n).ok())
+        .filter(|n| (min..=max).contains(n))
+    {
+        Some(n) => Ok(n),
+        None => Err(serde::de::Error::custom(format!(
+            "{field}: must be an integer between {min} and {max}, got {v}"
+        ))),
+    }
+}
+
+/// RFC 3339; a parse error names the field (chrono's own message does not).
+fn de_run_at<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    let Some(raw) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&raw)
+        .map(|t| Some(t.with_timezone(&Utc)))
+        .map_err(|e| {
+            serde::de::Error::custom(format!(
+                "run_at: expected an RFC 3339 time like 2030-01-01T09:00:00Z ({e})"
+            ))
+        })
+}
+
+fn de_priority<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    de_bounded(d, "priority", -MAX_PRIORITY, MAX_PRIORITY)
+}
+
+fn de_max_attempts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    de_bounded(d, "max_attempts", 1, MAX_ATTEMPTS_LIMIT)
 }
 
 /// Queue and kind names: 1–128 chars of `[A-Za-z0-9_.:-]`.

@@ -46,6 +46,7 @@
 pub mod api;
 pub mod config;
 pub mod db;
+pub mod error;
 pub mod handler;
 pub mod job;
 pub mod metrics;
@@ -58,6 +59,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod worker;
 
+pub use error::{DbFailure, Error};
 pub use handler::{JobContext, JobError, JobResult, Registry};
 pub use job::{Job, NewJob, Status};
 pub use queue::{ClaimedJob, Queue, QueueError};

@@ -20,8 +20,13 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::types::{ToSql, Type};
 
+use crate::error::DbFailure;
 use crate::job::{Job, NewJob, Status, JOB_COLUMNS};
 
+/// Errors of job operations. [`QueueError::Rejected`] is the caller's
+/// fault (a value PostgreSQL cannot store; the API answers 400);
+/// [`QueueError::Db`] and [`QueueError::Pool`] mean the database is
+/// unavailable or failed (503). Both carry the SQLSTATE and message.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("job not found")]
@@ -30,15 +35,40 @@ pub enum QueueError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// SQLSTATE class 22: PostgreSQL refused a value (NUL in text, number
+    /// or date out of range). Validation should catch these first.
+    #[error("database rejected a value: {0}")]
+    Rejected(DbFailure),
     #[error("database error: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    Db(DbFailure),
     #[error("database unavailable: {0}")]
     Pool(String),
 }
 
+impl From<tokio_postgres::Error> for QueueError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let f = DbFailure::from_pg(&e);
+        if f.is_data_error() {
+            QueueError::Rejected(f)
+        } else {
+            QueueError::Db(f)
+        }
+    }
+}
+
 impl From<deadpool_postgres::PoolError> for QueueError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        QueueError::Pool(e.to_string())
+        QueueError::Pool(crate::error::describe_pool_error(&e).to_string())
+    }
+}
+
+impl QueueError {
+    /// The SQLSTATE when PostgreSQL answered with an error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            QueueError::Rejected(f) | QueueError::Db(f) => f.sqlstate.as_deref(),
+            _ => None,
+        }
     }
 }
 

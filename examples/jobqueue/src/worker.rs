@@ -626,7 +626,18 @@ async fn complete_loop(
     }
 }
 
+/// An error text fit for the `last_error` column: at most `max` bytes, and
+/// no NUL (a handler's message may quote anything, e.g. a response body;
+/// PostgreSQL's text cannot hold NUL and the completer would retry the
+/// write forever).
 fn truncate(s: &str, max: usize) -> String {
+    let cleaned;
+    let s = if s.contains('\0') {
+        cleaned = s.replace('\0', "\u{FFFD}");
+        cleaned.as_str()
+    } else {
+        s
+    };
     if s.len() <= max {
         return s.to_string();
     }
@@ -744,5 +755,6 @@ mod tests {
     fn truncate_respects_char_boundaries() {
         assert_eq!(truncate("héllo", 2), "h…");
         assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("a\0b", 10), "a\u{FFFD}b");
     }
 }

@@ -646,3 +646,218 @@ async fn api_rate_limit_redis_with_local_fallback() {
     let (s, _) = call(&app, "GET", "/api/v1/queues", None, None).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+/// Input PostgreSQL cannot store is a 400 that names the field — never a
+/// 503 "database unavailable" (which a client would retry forever).
+#[tokio::test]
+async fn api_hostile_input_is_400_naming_the_field() {
+    let db = Db::start().await;
+    let app = app(&db, &api_config(&[]));
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","payload":{"s":"a\u0000b"}}"#,
+            "payload.s",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","payload":["ok",{"deep":["\u0000"]}]}"#,
+            "payload[1].deep[0]",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","payload":{"k\u0000":1}}"#,
+            "payload (a key)",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","payload":"\u0000"}"#,
+            "payload",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","idempotency_key":"k\u0000"}"#,
+            "idempotency_key",
+        ),
+        ("/api/v1/jobs", r#"{"kind":"x\u0000"}"#, "kind"),
+        ("/api/v1/jobs", r#"{"kind":"x","queue":"q\u0000"}"#, "queue"),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","priority":99999999999}"#,
+            "priority",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","priority":-2147483649}"#,
+            "priority",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","priority":1e300}"#,
+            "priority",
+        ),
+        ("/api/v1/jobs", r#"{"kind":"x","priority":1.5}"#, "priority"),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","max_attempts":4294967296}"#,
+            "max_attempts",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","max_attempts":-1}"#,
+            "max_attempts",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","run_at":"+200000-01-01T00:00:00Z"}"#,
+            "run_at",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","run_at":"-5000-01-01T00:00:00Z"}"#,
+            "run_at",
+        ),
+        (
+            "/api/v1/jobs",
+            r#"{"kind":"x","run_at":"+262142-12-31T23:59:59Z"}"#,
+            "run_at",
+        ),
+        (
+            "/api/v1/jobs/batch",
+            r#"{"jobs":[{"kind":"a"},{"kind":"b","payload":{"x":"\u0000"}}]}"#,
+            "jobs[1].payload.x",
+        ),
+        (
+            "/api/v1/jobs/batch",
+            r#"{"jobs":[{"kind":"a","idempotency_key":"\u0000"}]}"#,
+            "jobs[0].idempotency_key",
+        ),
+        (
+            "/api/v1/jobs/batch",
+            r#"{"jobs":[{"kind":"a","run_at":"+100000-01-01T00:00:00Z"}]}"#,
+            "run_at",
+        ),
+    ];
+    for (uri, body, field) in cases {
+        let (s, v) = call(&app, "POST", uri, Some(body), None).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri} {body}: {v}");
+        assert_error(&v, "bad_request");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field),
+            "{body}: message {message:?} should name {field:?}"
+        );
+    }
+    assert_eq!(db.count("true"), 0, "nothing hostile was stored");
+    // Query strings too: a NUL in a filter is a 400, not a database error.
+    let (s, v) = call(&app, "GET", "/api/v1/jobs?queue=a%00b", None, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    // The edges PostgreSQL can store are accepted.
+    for body in [
+        r#"{"kind":"x","run_at":"9999-12-31T23:59:59Z","priority":-1000000,"max_attempts":1000}"#,
+        r#"{"kind":"x","run_at":"0001-01-01T00:00:00Z","priority":1e6}"#,
+        r#"{"kind":"x","payload":{"s":"caf\u00e9 \u2603 \ud83d\ude00"}}"#,
+    ] {
+        let (s, v) = call(&app, "POST", "/api/v1/jobs", Some(body), None).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}: {v}");
+    }
+}
+
+/// A value that slips past validation and that PostgreSQL refuses
+/// (SQLSTATE class 22) is still a 400, with the SQLSTATE kept.
+#[tokio::test]
+async fn database_data_errors_map_to_400_not_503() {
+    let db = Db::start().await;
+    let queue = db.queue();
+    let client = queue.pool().get().await.unwrap();
+    let cases: &[(&str, &str)] = &[
+        (r#"SELECT '"\u0000"'::jsonb"#, "22P05"),
+        ("SELECT 2147483648::int4", "22003"),
+        (
+            "SELECT 'infinity'::timestamptz + interval '1 day' < '294277-01-01'::timestamptz",
+            "22008",
+        ),
+        ("SELECT convert_from('\\x00'::bytea, 'UTF8')", "22021"),
+    ];
+    for (sql, code) in cases {
+        let e = client.simple_query(sql).await.expect_err(sql);
+        let q = jobqueue::QueueError::from(e);
+        assert!(
+            matches!(q, jobqueue::QueueError::Rejected(_)),
+            "{sql}: {q:?}"
+        );
+        assert_eq!(q.sqlstate(), Some(*code), "{sql}: {q}");
+        assert!(q.to_string().contains(code), "{q}");
+        let resp = axum::response::IntoResponse::into_response(jobqueue::api::ApiError::from(q));
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{sql}");
+    }
+    // Anything else stays a 503.
+    let e = client
+        .simple_query("SELECT * FROM no_such_table")
+        .await
+        .expect_err("42P01");
+    let q = jobqueue::QueueError::from(e);
+    assert_eq!(q.sqlstate(), Some("42P01"));
+    let resp = axum::response::IntoResponse::into_response(jobqueue::api::ApiError::from(q));
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Every database error is logged with its cause (SQLSTATE and message),
+/// never with the URL or the password. The real binary, against a database
+/// whose schema is missing.
+#[tokio::test]
+async fn api_logs_database_error_cause_without_secrets() {
+    let db = Db::start_empty().await;
+    let port = berth_tests::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("api.log");
+    let mut child = common::spawn_jobqueue(
+        "api",
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("API_LISTEN", format!("127.0.0.1:{port}")),
+        ],
+        &log,
+    );
+    assert!(
+        berth_tests::wait_for_port(port, Duration::from_secs(20)),
+        "API did not listen"
+    );
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/api/v1/jobs"))
+        .body(r#"{"kind":"noop"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_error(&v, "unavailable");
+    assert!(
+        !v.to_string().contains("jobs\" does not exist"),
+        "details stay in the log: {v}"
+    );
+    common::sigterm(&child);
+    tokio::task::spawn_blocking(move || common::wait_exit(&mut child, Duration::from_secs(15)))
+        .await
+        .unwrap()
+        .expect("api exits after SIGTERM");
+    let logs = std::fs::read_to_string(&log).unwrap();
+    let line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "database error")
+        .unwrap_or_else(|| panic!("no database error logged: {logs}"));
+    assert_eq!(line["sqlstate"], "42P01", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("relation \"jobs\" does not exist")),
+        "{line}"
+    );
+    assert!(
+        !logs.contains("db error\""),
+        "a bare 'db error' lost the cause: {logs}"
+    );
+    assert!(!logs.contains(&db.pg.password), "password leaked into logs");
+}
