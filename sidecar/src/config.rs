@@ -23,6 +23,13 @@ use crate::redact::Secrets;
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/berth/berth.yaml";
 /// The port of the contract (container port name `berth`).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8642";
+/// The lifecycle port: kubelet's preStop hook only, never on a Service.
+pub const DEFAULT_LIFECYCLE_LISTEN: &str = "0.0.0.0:8643";
+/// The header that carries the lifecycle token in the rendered preStop hook.
+pub const LIFECYCLE_TOKEN_HEADER: &str = "berth-lifecycle-token";
+/// Shorter tokens are refused: the token is the only thing that separates
+/// kubelet's hook from any other caller that can reach the pod IP.
+pub const MIN_LIFECYCLE_TOKEN_LEN: usize = 16;
 
 /// A configuration error: the field it is about and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +86,21 @@ pub struct Config {
     /// Names of the checks of the startup gate (already defaulted: every critical check).
     pub startup_wait_for: Vec<String>,
     pub drain: DrainSpec,
+    /// The guarded lifecycle listener for kubelet's preStop hook; `None`:
+    /// lifecycle endpoints answer loopback callers only.
+    pub lifecycle: Option<LifecycleSpec>,
+}
+
+/// `lifecycle:` — where kubelet's preStop hook reaches berth from the node.
+///
+/// The main port serves lifecycle paths to loopback callers only (debugging
+/// through `kubectl port-forward`). Kubelet calls from the node, so its hook
+/// goes to this second port with the token in a header; the charts never
+/// put this port on a Service, Ingress, HTTPRoute or NetworkPolicy rule.
+#[derive(Debug, Clone)]
+pub struct LifecycleSpec {
+    pub listen: SocketAddr,
+    pub token: String,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +211,9 @@ impl Config {
         if let Some(t) = &self.token {
             secrets.add(t);
         }
+        if let Some(lc) = &self.lifecycle {
+            secrets.add(&lc.token);
+        }
         for c in &self.checks {
             match &c.target {
                 Target::Postgres { url } => {
@@ -266,7 +291,15 @@ struct Parser<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
-const TOP_KEYS: &[&str] = &["listen", "mode", "token", "checks", "startup", "drain"];
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "mode",
+    "token",
+    "checks",
+    "startup",
+    "drain",
+    "lifecycle",
+];
 const CHECK_COMMON: &[&str] = &[
     "name",
     "type",
@@ -350,6 +383,11 @@ impl Parser<'_> {
             Some(v) => self.drain(v, &known)?,
         };
 
+        let lifecycle = match top.get("lifecycle") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(self.lifecycle(v, listen)?),
+        };
+
         Ok(Config {
             listen,
             mode,
@@ -357,7 +395,48 @@ impl Parser<'_> {
             checks,
             startup_wait_for,
             drain,
+            lifecycle,
         })
+    }
+
+    fn lifecycle(&self, v: &Value, main: SocketAddr) -> Result<LifecycleSpec> {
+        let m = as_map(v, "lifecycle")?;
+        known_keys(m, "lifecycle", &["listen", "token"])?;
+        let listen_text = match (self.env)("BERTH_LIFECYCLE_LISTEN") {
+            Some(v) if !v.is_empty() => v,
+            _ => self
+                .string(m, "lifecycle", "listen")?
+                .unwrap_or_else(|| DEFAULT_LIFECYCLE_LISTEN.into()),
+        };
+        let listen = listen_text.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::new("lifecycle.listen", "must be an address like 0.0.0.0:8643")
+        })?;
+        if listen.port() == main.port() && listen.port() != 0 {
+            return Err(ConfigError::new(
+                "lifecycle.listen",
+                format!(
+                    "port {} is the health port (listen): the lifecycle port must differ",
+                    listen.port()
+                ),
+            ));
+        }
+        let token = self
+            .string(m, "lifecycle", "token")?
+            .ok_or_else(|| ConfigError::new("lifecycle.token", "is required"))?;
+        // Never quote the token: name the rule only.
+        if token.chars().count() < MIN_LIFECYCLE_TOKEN_LEN {
+            return Err(ConfigError::new(
+                "lifecycle.token",
+                format!("must be at least {MIN_LIFECYCLE_TOKEN_LEN} characters"),
+            ));
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new(
+                "lifecycle.token",
+                "must be printable ASCII without spaces (it travels in an HTTP header)",
+            ));
+        }
+        Ok(LifecycleSpec { listen, token })
     }
 
     fn check(&self, item: &Value, path: &str) -> Result<CheckSpec> {
@@ -910,6 +989,36 @@ mod tests {
             .expect_err("unset")
             .contains("B is not set"));
         assert!(expand("${A", &env).is_err());
+    }
+
+    #[test]
+    fn lifecycle_needs_a_long_token_and_its_own_port() {
+        assert!(parse("", &no_env).expect("valid").lifecycle.is_none());
+        let c = parse("lifecycle: {token: 0123456789abcdef}", &no_env).expect("valid");
+        let lc = c.lifecycle.expect("lifecycle");
+        assert_eq!(lc.listen.to_string(), DEFAULT_LIFECYCLE_LISTEN);
+        assert_eq!(lc.token, "0123456789abcdef");
+        let e = err("lifecycle: {token: short-secret}");
+        assert_eq!(e.field, "lifecycle.token");
+        assert!(!e.message.contains("short-secret"), "{e}");
+        assert_eq!(
+            err("lifecycle: {listen: 0.0.0.0:9}").field,
+            "lifecycle.token"
+        );
+        assert_eq!(
+            err("lifecycle: {listen: 0.0.0.0:8642, token: 0123456789abcdef}").field,
+            "lifecycle.listen"
+        );
+        assert_eq!(
+            err("lifecycle: {token: \"0123456789 abcdef\"}").field,
+            "lifecycle.token"
+        );
+        assert_eq!(err("lifecycle: {tokn: x}").field, "lifecycle.tokn");
+        let e = parse("lifecycle: {token: \"${T}\"}", &|v| {
+            (v == "T").then(|| "tiny".to_string())
+        })
+        .expect_err("too short");
+        assert!(!e.to_string().contains("tiny"), "{e}");
     }
 
     #[test]

@@ -75,12 +75,33 @@ impl App {
     }
 }
 
-/// Serves berth on `listener` until `shutdown` completes (or a loopback
-/// caller posts to `/api/v1/lifecycle/shutdown`), then stops the checkers
-/// and returns. Shutdown is an argument, not a global, so tests can drive it.
+/// The sockets berth serves on: the health port, and the guarded
+/// lifecycle port for kubelet's preStop hook when `lifecycle:` is set.
+pub struct Listeners {
+    pub health: TcpListener,
+    pub lifecycle: Option<TcpListener>,
+}
+
+/// Serves berth on `listener` alone (lifecycle paths for loopback callers
+/// only); see [`serve`].
 pub async fn run(
     app: Arc<App>,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listeners = Listeners {
+        health: listener,
+        lifecycle: None,
+    };
+    serve(app, listeners, shutdown).await
+}
+
+/// Serves berth until `shutdown` completes (or a loopback caller posts to
+/// `/api/v1/lifecycle/shutdown`), then stops the checkers and returns.
+/// Shutdown is an argument, not a global, so tests can drive it.
+pub async fn serve(
+    app: Arc<App>,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -93,7 +114,7 @@ pub async fn run(
     );
 
     let mut requested = app.subscribe_shutdown();
-    let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let (began_tx, began_rx) = watch::channel(false);
     let health = app.health.clone();
     let trigger = async move {
         tokio::select! {
@@ -104,28 +125,25 @@ pub async fn run(
         }
         // kubert's rule: readiness turns false as soon as shutdown starts.
         health.start_draining();
-        let _ = began_tx.send(());
+        began_tx.send_replace(true);
     };
-    let router = server::router(app.clone());
-    // Probe answers are one small write each: never hold them back (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(trigger);
-    let server = async move { server.await };
-    tokio::pin!(server);
+
+    let health_server = http_server(
+        listeners.health,
+        server::router(app.clone()),
+        began_rx.clone(),
+    );
+    let lifecycle_server = async {
+        match listeners.lifecycle {
+            Some(l) => http_server(l, server::lifecycle_router(app.clone()), began_rx).await,
+            None => Ok(()),
+        }
+    };
     tokio::select! {
-        r = &mut server => r?,
+        r = async { tokio::try_join!(health_server, lifecycle_server) } => { r?; }
         _ = async {
-            if began_rx.await.is_ok() {
-                tokio::time::sleep(SERVER_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
+            trigger.await;
+            tokio::time::sleep(SERVER_GRACE).await;
         } => {
             tracing::info!("requests still in flight after the grace period: closing them");
         }
@@ -135,4 +153,24 @@ pub async fn run(
     let _ = tokio::time::timeout(CHECKER_GRACE, futures::future::join_all(checkers)).await;
     tracing::info!("berth stopped");
     Ok(())
+}
+
+/// One axum server that stops accepting once `began` turns true.
+async fn http_server(
+    listener: TcpListener,
+    router: axum::Router,
+    mut began: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // Probe answers are one small write each: never hold them back (Nagle).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = began.wait_for(|b| *b).await;
+    })
+    .await
 }

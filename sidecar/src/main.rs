@@ -136,16 +136,44 @@ fn serve(config: Config) -> ExitCode {
             .map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
             })?;
+        let lifecycle = match &config.lifecycle {
+            Some(lc) => Some(
+                tokio::net::TcpListener::bind(lc.listen)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot listen on {} (lifecycle.listen): {e}", lc.listen),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        let lifecycle_listen = config
+            .lifecycle
+            .as_ref()
+            .map(|lc| lc.listen.to_string())
+            .unwrap_or_else(|| "loopback only (no lifecycle.token)".into());
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             listen = %config.listen,
+            lifecycle = %lifecycle_listen,
             checks = config.checks.len(),
             mode = config.mode.as_str(),
             "berth serving"
         );
+        if config.lifecycle.is_none() && !config.listen.ip().is_loopback() {
+            tracing::warn!(
+                "no lifecycle.token: prestop answers loopback callers only, so a preStop hook from the node will be refused"
+            );
+        }
         let app = App::new(config);
         let shutdown = signals::shutdown(app.clone(), signal_stream);
-        berth::run(app, listener, shutdown).await
+        let listeners = berth::Listeners {
+            health: listener,
+            lifecycle,
+        };
+        berth::serve(app, listeners, shutdown).await
     });
     // Dropping the runtime would wait for blocking tasks; nothing is worth
     // delaying the exit for once checkers have closed their connections.

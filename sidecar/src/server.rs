@@ -5,6 +5,14 @@
 //! decided from the peer address in `ConnectInfo` (set by the real server,
 //! inserted by hand in tests to play a remote peer) or a bearer token; a
 //! request without `ConnectInfo` counts as remote, the safe default.
+//!
+//! Who may change berth's state (see ARCHITECTURE.md, "Who may drain"):
+//! health endpoints are read-only and safe wherever the port is published.
+//! Lifecycle endpoints (prestop, shutdown) answer 403 to everyone on the
+//! health port except loopback callers; kubelet's preStop hook comes from
+//! the node, so it reaches the separate lifecycle port ([`lifecycle_router`])
+//! with the per-release token in a header. No chart ever puts that port on a
+//! Service, Ingress, HTTPRoute or NetworkPolicy rule.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +44,46 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/lifecycle/shutdown", axum::routing::post(shutdown))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(app)
+        .with_state(Port {
+            app,
+            kind: PortKind::Health,
+        })
+}
+
+/// The lifecycle port's router: only the lifecycle paths, for loopback
+/// callers and for callers that present the lifecycle token (kubelet's
+/// rendered preStop hook). Health paths are not served here, so nothing
+/// ever has a reason to publish this port.
+pub fn lifecycle_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/api/v1/lifecycle/prestop", get(prestop).post(prestop))
+        .route("/api/v1/lifecycle/shutdown", axum::routing::post(shutdown))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(Port {
+            app,
+            kind: PortKind::Lifecycle,
+        })
+}
+
+/// Which listener a request came in on: the same handlers guard the
+/// lifecycle paths differently on each.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PortKind {
+    Health,
+    Lifecycle,
+}
+
+#[derive(Clone)]
+struct Port {
+    app: Arc<App>,
+    kind: PortKind,
+}
+
+impl axum::extract::FromRef<Port> for Arc<App> {
+    fn from_ref(port: &Port) -> Arc<App> {
+        port.app.clone()
+    }
 }
 
 /// Client errors, with text that is safe to show anyone.
@@ -45,6 +92,8 @@ pub enum ApiError {
     NotFound,
     MethodNotAllowed,
     NotLoopback,
+    /// A lifecycle path from a caller that is neither loopback nor the hook.
+    LifecycleForbidden,
 }
 
 impl IntoResponse for ApiError {
@@ -60,6 +109,11 @@ impl IntoResponse for ApiError {
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "shutdown is only accepted from loopback",
+            ),
+            ApiError::LifecycleForbidden => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "lifecycle endpoints answer only loopback callers and the pod's preStop hook",
             ),
         };
         let body = serde_json::json!({"error": {"code": code, "message": message}});
@@ -200,12 +254,28 @@ async fn prometheus(State(app): State<Arc<App>>) -> Response {
     resp
 }
 
-async fn prestop(State(app): State<Arc<App>>) -> Response {
-    let report = lifecycle::prestop(&app).await;
+async fn prestop(State(port): State<Port>, req: Request) -> Response {
+    let app = &port.app;
+    let allowed = match port.kind {
+        PortKind::Health => peer_is_loopback(peer(&req)),
+        PortKind::Lifecycle => {
+            peer_is_loopback(peer(&req)) || hook_token_matches(app, req.headers())
+        }
+    };
+    if !allowed {
+        tracing::warn!(
+            peer = %peer(&req).map(|p| p.ip().to_string()).unwrap_or_else(|| "unknown".into()),
+            "refused a prestop call that is neither loopback nor the preStop hook"
+        );
+        return ApiError::LifecycleForbidden.into_response();
+    }
+    let report = lifecycle::prestop(app).await;
     let text = serde_json::to_string(&*report).unwrap_or_else(|_| "{}".into());
     json_response(StatusCode::OK, text)
 }
 
+/// Shutdown is for the main container of a Job, which calls it on
+/// loopback; no hook ever needs it, so the token does not unlock it.
 async fn shutdown(State(app): State<Arc<App>>, req: Request) -> Response {
     if !peer_is_loopback(peer(&req)) {
         return ApiError::NotLoopback.into_response();
@@ -246,6 +316,17 @@ fn full_detail(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool
     let given = given.as_bytes();
     let expected = format!("Bearer {token}");
     constant_time_eq(given, expected.as_bytes())
+}
+
+/// The rendered preStop hook carries the lifecycle token in a header.
+fn hook_token_matches(app: &App, headers: &HeaderMap) -> bool {
+    let (Some(lc), Some(given)) = (
+        app.config.lifecycle.as_ref(),
+        headers.get(crate::config::LIFECYCLE_TOKEN_HEADER),
+    ) else {
+        return false;
+    };
+    constant_time_eq(given.as_bytes(), lc.token.as_bytes())
 }
 
 /// Compares without an early exit, so response time does not reveal how

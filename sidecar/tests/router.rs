@@ -51,19 +51,36 @@ async fn call(
     peer: Option<&str>,
     auth: Option<&str>,
 ) -> Resp {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+    call_on(
+        berth::server::router(app.clone()),
+        method,
+        path,
+        peer,
+        &headers,
+    )
+    .await
+}
+
+/// One request through `router` (the health or the lifecycle port's) from
+/// `peer` with extra `headers`.
+async fn call_on(
+    router: axum::Router,
+    method: Method,
+    path: &str,
+    peer: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut req = Request::builder().method(method).uri(path);
-    if let Some(a) = auth {
-        req = req.header("authorization", a);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let mut req = req.body(Body::empty()).unwrap();
     if let Some(p) = peer {
         req.extensions_mut()
             .insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
     }
-    let resp = berth::server::router(app.clone())
-        .oneshot(req)
-        .await
-        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -378,7 +395,9 @@ async fn metrics_expose_every_series() {
 /// Prestop through the router: GET and POST both drain; the JSON shape of COMMON.md.
 #[tokio::test(start_paused = true)]
 async fn prestop_answers_the_contract_json() {
-    let app = app("drain:\n  delay: 2s\n  timeout: 10s\n  notify: {type: none}\n");
+    let app = app(&format!(
+        "drain:\n  delay: 2s\n  timeout: 10s\n  notify: {{type: none}}\nlifecycle: {{token: {HOOK_TOKEN}}}\n"
+    ));
     let r = call(
         &app,
         Method::GET,
@@ -394,15 +413,113 @@ async fn prestop_answers_the_contract_json() {
     assert_eq!(j["notify"]["type"], "none");
     assert_eq!(j["notify"]["errors"], serde_json::json!([]));
     assert_eq!(j["waited_for"], serde_json::json!([]));
-    let again = call(
-        &app,
+    // kubelet's hook: from the node (not loopback), on the lifecycle port, with the token.
+    let again = call_on(
+        berth::server::lifecycle_router(app.clone()),
         Method::POST,
         "/api/v1/lifecycle/prestop",
         Some(REMOTE),
-        None,
+        &[(berth::config::LIFECYCLE_TOKEN_HEADER, HOOK_TOKEN)],
     )
     .await;
     assert_eq!(again.json(), j, "a later call gets the same report");
+}
+
+const HOOK_TOKEN: &str = "0123456789abcdef-hook-token";
+
+/// Who may drain: on the health port only loopback; on the lifecycle port
+/// loopback or the hook's token. Everyone else gets 403 and readiness stays.
+#[tokio::test(start_paused = true)]
+async fn lifecycle_paths_refuse_remote_callers_without_the_hook_token() {
+    let app = app(&format!(
+        "drain:\n  delay: 1s\n  timeout: 5s\n  notify: {{type: none}}\nlifecycle:\n  listen: 0.0.0.0:8643\n  token: {HOOK_TOKEN}\n"
+    ));
+    let health = || berth::server::router(app.clone());
+    let lifecycle = || berth::server::lifecycle_router(app.clone());
+    let wrong = [(
+        berth::config::LIFECYCLE_TOKEN_HEADER,
+        "0123456789abcdef-not-it!",
+    )];
+    let right = [(berth::config::LIFECYCLE_TOKEN_HEADER, HOOK_TOKEN)];
+    let bearer = format!("Bearer {HOOK_TOKEN}");
+    let as_bearer = [("authorization", bearer.as_str())];
+    for path in ["/api/v1/lifecycle/prestop", "/api/v1/lifecycle/shutdown"] {
+        for method in [Method::GET, Method::POST] {
+            for (label, router, peer, headers) in [
+                ("health port, remote", health(), Some(REMOTE), &[][..]),
+                ("health port, no peer", health(), None, &[][..]),
+                (
+                    "health port, remote + token",
+                    health(),
+                    Some(REMOTE),
+                    &right[..],
+                ),
+                ("lifecycle port, remote", lifecycle(), Some(REMOTE), &[][..]),
+                (
+                    "lifecycle port, wrong token",
+                    lifecycle(),
+                    Some(REMOTE),
+                    &wrong[..],
+                ),
+                (
+                    "lifecycle port, token as bearer",
+                    lifecycle(),
+                    Some(REMOTE),
+                    &as_bearer[..],
+                ),
+            ] {
+                let r = call_on(router, method.clone(), path, peer, headers).await;
+                assert!(
+                    r.status == StatusCode::FORBIDDEN
+                        || r.status == StatusCode::NOT_FOUND
+                        || (r.status == StatusCode::METHOD_NOT_ALLOWED
+                            && path.ends_with("shutdown")
+                            && method == Method::GET),
+                    "{label}: {method} {path} answered {} {}",
+                    r.status,
+                    r.body
+                );
+                assert!(!r.body.contains(HOOK_TOKEN), "{label}: token echoed");
+                assert!(app.health.ready() || !app.health.started(), "{label}");
+                assert!(
+                    !app.health.draining(),
+                    "{label}: {method} {path} started a drain"
+                );
+            }
+        }
+    }
+    // The token never unlocks shutdown; only loopback does.
+    let r = call_on(
+        lifecycle(),
+        Method::POST,
+        "/api/v1/lifecycle/shutdown",
+        Some(REMOTE),
+        &right,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // Health paths are not served on the lifecycle port at all.
+    let r = call_on(
+        lifecycle(),
+        Method::GET,
+        "/api/v1/health/ready",
+        Some(REMOTE),
+        &right,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // The hook drains.
+    let r = call_on(
+        lifecycle(),
+        Method::GET,
+        "/api/v1/lifecycle/prestop",
+        Some(REMOTE),
+        &right,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["status"], "drained");
+    assert!(app.health.draining());
 }
 
 /// `berth::run` over a real socket: it serves, real peers get `ConnectInfo`

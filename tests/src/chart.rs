@@ -343,3 +343,29 @@ pub fn berth_config(cm: &Value) -> Value {
     let v: serde_yaml::Value = serde_yaml::from_str(text).expect("berth.yaml parses");
     serde_json::to_value(v).expect("to JSON")
 }
+
+/// Every `charts/berth/ci/*-values.yaml` scenario plus the job-queue
+/// example, rendered for Kubernetes 1.28 and 1.35: `(label, manifests)`.
+pub fn all_scenario_renders(helm: Helm) -> Vec<(String, Manifests)> {
+    let mut out = Vec::new();
+    let mut files = vec!["examples/jobqueue/values.yaml".to_string()];
+    let ci = crate::workspace_root().join("charts/berth/ci");
+    let mut ci_files: Vec<String> = std::fs::read_dir(ci)
+        .expect("ci dir")
+        .filter_map(|e| e.ok())
+        // ci/jobqueue-values.yaml is a symlink to the example, rendered above.
+        .filter(|e| e.file_type().is_ok_and(|t| !t.is_symlink()))
+        .map(|e| format!("charts/berth/ci/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with("-values.yaml"))
+        .collect();
+    ci_files.sort();
+    assert!(ci_files.len() >= 5, "ci scenarios present: {ci_files:?}");
+    files.extend(ci_files);
+    for f in &files {
+        for kube in ["1.28.0", "1.35.0"] {
+            let m = Render::berth(helm).values(f).kube(kube).ok();
+            out.push((format!("{f}@{kube}"), m));
+        }
+    }
+    out
+}

@@ -113,11 +113,19 @@ fn network_policy_allows_dns_egress_and_the_workload_ports() {
             protos.contains(&"UDP") && protos.contains(&"TCP"),
             "{helm:?}"
         );
-        let ingress_ports = np["spec"]["ingress"][0]["ports"]
+        // One rule per port (each port has its own peers).
+        let ingress_ports: Vec<&serde_json::Value> = np["spec"]["ingress"]
             .as_array()
-            .expect("ingress");
+            .expect("ingress")
+            .iter()
+            .flat_map(|rule| rule["ports"].as_array().expect("rule ports").iter())
+            .collect();
         assert!(ingress_ports.iter().any(|p| p["port"] == "http"));
         assert!(ingress_ports.iter().any(|p| p["port"] == 8642));
+        assert!(
+            !ingress_ports.iter().any(|p| p["port"] == 8643),
+            "the lifecycle port is never opened to the network"
+        );
         let m = Render::berth(helm)
             .values(WEB)
             .set("networkPolicy.enabled=false")

@@ -59,7 +59,12 @@ fn main_prestop_defaults_to_berth_prestop_endpoint() {
         let main = container(pod_spec(&deploy).expect("spec"), "web").expect("main");
         let get = &main["lifecycle"]["preStop"]["httpGet"];
         assert_eq!(get["path"], "/api/v1/lifecycle/prestop");
-        assert_eq!(get["port"], 8642);
+        // The lifecycle port, with the release's token: the only caller
+        // besides loopback that berth lets drain.
+        assert_eq!(get["port"], 8643);
+        assert_eq!(get["httpHeaders"][0]["name"], "berth-lifecycle-token");
+        let token = get["httpHeaders"][0]["value"].as_str().expect("token");
+        assert!(token.len() >= 16, "{token}");
         assert!(
             main["lifecycle"]["preStop"].get("exec").is_none(),
             "no shell needed"

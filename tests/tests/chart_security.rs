@@ -8,27 +8,7 @@ use serde_json::Value;
 
 /// Every ci values file plus the job-queue example, for both Kubernetes versions.
 fn all_renders(helm: Helm) -> Vec<(String, Manifests)> {
-    let mut out = Vec::new();
-    let mut files = vec!["examples/jobqueue/values.yaml".to_string()];
-    let ci = berth_tests::workspace_root().join("charts/berth/ci");
-    let mut ci_files: Vec<String> = std::fs::read_dir(ci)
-        .expect("ci dir")
-        .filter_map(|e| e.ok())
-        // ci/jobqueue-values.yaml is a symlink to the example, rendered above.
-        .filter(|e| e.file_type().is_ok_and(|t| !t.is_symlink()))
-        .map(|e| format!("charts/berth/ci/{}", e.file_name().to_string_lossy()))
-        .filter(|n| n.ends_with("-values.yaml"))
-        .collect();
-    ci_files.sort();
-    assert!(ci_files.len() >= 5, "ci scenarios present: {ci_files:?}");
-    files.extend(ci_files);
-    for f in &files {
-        for kube in ["1.28.0", "1.35.0"] {
-            let m = Render::berth(helm).values(f).kube(kube).ok();
-            out.push((format!("{f}@{kube}"), m));
-        }
-    }
-    out
+    berth_tests::chart::all_scenario_renders(helm)
 }
 
 fn at_least_10000(v: &Value) -> bool {

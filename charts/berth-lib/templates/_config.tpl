@@ -194,6 +194,9 @@ config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 {{- $drain := dict "delay" $s.drain.delay "timeout" $s.drain.timeout "notify" $notify -}}
 {{- if $s.drain.waitUntilDown -}}{{- $_ := set $drain "waitUntilDown" $s.drain.waitUntilDown -}}{{- end -}}
 {{- $_ := set $cfg "drain" $drain -}}
+{{- if ne .placement "none" -}}
+{{- $_ := set $cfg "lifecycle" (dict "listen" (printf "0.0.0.0:%s" (include "berth-lib.lifecycle.port" .)) "token" "${BERTH_LIFECYCLE_TOKEN}") -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 

@@ -28,6 +28,8 @@ Sorted by name so renders are stable and overrides merge by key.
 {{- define "berth-lib.containerEnv" -}}
 {{- $s := .settings -}}
 {{- $env := list (dict "name" "BERTH_LOG_FORMAT" "value" (toString $s.logFormat)) (dict "name" "BERTH_LOG" "value" (toString $s.logLevel)) -}}
+{{- /* The lifecycle token is in the pod spec anyway (kubelet's hook header cannot read a Secret); berth.yaml only says ${BERTH_LIFECYCLE_TOKEN}. */ -}}
+{{- $env = append $env (dict "name" "BERTH_LIFECYCLE_TOKEN" "value" (include "berth-lib.lifecycle.token" .)) -}}
 {{- $env = concat $env (include "berth-lib.envList" (dict "env" $s.env) | fromJsonArray) -}}
 {{- toJson $env -}}
 {{- end -}}
@@ -126,8 +128,9 @@ What it does, in order:
      (shared with the main container at /var/run/berth) and berth-tmp;
   2. the main container: the berth-run mount, and, for long-running kinds,
      startup/liveness/readiness probes on berth's /api/v1/health/startup,
-     /live and /ready and a preStop httpGet on /api/v1/lifecycle/prestop,
-     each only where the container does not define its own;
+     /live and /ready and a preStop httpGet on /api/v1/lifecycle/prestop
+     on the lifecycle port with the lifecycle token header (see
+     _lifecycle.tpl), each only where the container does not define its own;
   3. the berth container: a native sidecar (first initContainer with
      restartPolicy: Always) or a regular container, see "berth-lib.placement";
   4. the `berth wait` init container when wait.enabled;
@@ -186,7 +189,7 @@ berth container.
 {{- if $s.preStop -}}
 {{- $lc := $c.lifecycle | default dict -}}
 {{- if not (hasKey $lc "preStop") -}}
-{{- $_ := set $lc "preStop" (dict "httpGet" (dict "path" "/api/v1/lifecycle/prestop" "port" $port "scheme" "HTTP")) -}}
+{{- $_ := set $lc "preStop" (include "berth-lib.lifecycle.hook" $ctx | fromJson) -}}
 {{- end -}}
 {{- $_ := set $c "lifecycle" $lc -}}
 {{- end -}}

@@ -79,6 +79,9 @@ mainProbes:
     timeoutSeconds: 3
     failureThreshold: 3
 preStop: true
+lifecycle:
+  port: 8643
+  token: ""
 wait:
   enabled: false
   timeout: 60s

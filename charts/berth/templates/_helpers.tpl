@@ -142,7 +142,10 @@ names) go through tpl.
 {{- $ports = append $ports (dict "name" $pname "port" (int $p.port) "targetPort" $pname "protocol" ($p.protocol | default "TCP")) -}}
 {{- end -}}
 {{- end -}}
-{{- if and $w.berth.enabled $w.service.exposeBerth (ne (include "berth-lib.placement" (dict "root" .root "settings" (include "berth-lib.settings" (dict "settings" $w.berth) | fromJson) "path" (include "berth.berthPath" .name) "kind" $w.kind)) "none") -}}
+{{- $expose := $w.service.exposeBerth -}}
+{{- /* Unset: a cluster-internal Service only. NodePort and LoadBalancer reach outside the cluster, where berth's health detail has no business. */ -}}
+{{- if kindIs "invalid" $expose -}}{{- $expose = eq (toString ($w.service.type | default "ClusterIP")) "ClusterIP" -}}{{- end -}}
+{{- if and $w.berth.enabled $expose (ne (include "berth-lib.placement" (dict "root" .root "settings" (include "berth-lib.settings" (dict "settings" $w.berth) | fromJson) "path" (include "berth.berthPath" .name) "kind" $w.kind)) "none") -}}
 {{- $ports = append $ports (dict "name" "berth" "port" (int $w.berth.port) "targetPort" "berth" "protocol" "TCP") -}}
 {{- end -}}
 {{- toJson $ports -}}
@@ -151,4 +154,20 @@ names) go through tpl.
 {{/* hasService (dict root name w) -> "true" when a Service is rendered for the workload */}}
 {{- define "berth.hasService" -}}
 {{- if and .w.service.enabled (has .w.kind (list "Deployment" "StatefulSet" "DaemonSet")) (include "berth.servicePorts" . | fromJsonArray) -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+networkPolicy.rule (dict "port" P "protocol" T "from" F "default" D) -> one
+ingress rule (JSON), or {} when the port is open to nobody. F unset: the
+peers D (empty: everyone); F a list: exactly those peers; F []: nobody.
+*/}}
+{{- define "berth.networkPolicy.rule" -}}
+{{- $from := .from -}}
+{{- if kindIs "invalid" $from -}}{{- $from = .default | default list -}}{{- else if not $from -}}{{- $from = "nobody" -}}{{- end -}}
+{{- if eq (toString $from) "nobody" -}}{}
+{{- else -}}
+{{- $rule := dict "ports" (list (dict "port" .port "protocol" .protocol)) -}}
+{{- if $from -}}{{- $_ := set $rule "from" $from -}}{{- end -}}
+{{- toJson $rule -}}
+{{- end -}}
 {{- end -}}
