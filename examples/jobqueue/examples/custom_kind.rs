@@ -71,5 +71,5 @@ async fn main() -> anyhow::Result<()> {
     )?;
     // SIGTERM/SIGINT: stop claiming, finish or hand back held jobs, return.
     let shutdown = jobqueue::shutdown::from_signals()?;
-    worker.run(shutdown).await
+    Ok(worker.run(shutdown).await?)
 }

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let queues = urls
         .iter()
         .map(|u| jobqueue::connect(u, 2))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, jobqueue::Error>>()?;
     let jobs: Vec<NewJob> = (0..50_000)
         .map(|i| NewJob::new("noop").payload(serde_json::json!({ "i": i })))
         .collect();

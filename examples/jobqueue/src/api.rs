@@ -489,14 +489,22 @@ pub async fn serve(
 }
 
 /// `jobqueue api`.
-pub async fn run(db: &DbConfig, cfg: &ApiConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(db: &DbConfig, cfg: &ApiConfig, shutdown: Shutdown) -> crate::error::Result<()> {
     let pool = crate::db::pool(&db.url, db.pool_size)?;
     let state = ApiState::new(Queue::new(pool), cfg);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("API_LISTEN {}: {e}", cfg.listen))?;
+        .map_err(|source| crate::Error::Io {
+            context: format!("API_LISTEN {}", cfg.listen),
+            source,
+        })?;
     tracing::info!(listen = %cfg.listen, auth = cfg.secret_key.is_some(), redis = cfg.redis_url.is_some(), "API listening");
-    serve(listener, state, cfg, shutdown).await?;
+    serve(listener, state, cfg, shutdown)
+        .await
+        .map_err(|source| crate::Error::Io {
+            context: "serving the API".into(),
+            source,
+        })?;
     tracing::info!("API stopped");
     Ok(())
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 
+use crate::error::{Error, Result};
+
 /// `postgresql+asyncpg://…` → `postgresql://…`; rejects other schemes.
 pub fn normalise_url(raw: &str) -> Result<String, String> {
     let raw = raw.trim();
@@ -66,16 +68,14 @@ pub fn redact(url: &str) -> String {
 }
 
 /// The tokio-postgres settings and the TLS connector for `url`.
-fn config(url: &str) -> anyhow::Result<(tokio_postgres::Config, berth_tls::pg::MakeTls)> {
+fn config(url: &str) -> Result<(tokio_postgres::Config, berth_tls::pg::MakeTls)> {
     let berth_tls::pg::PgTarget {
         config: mut cfg,
         tls,
         ..
     } = berth_tls::pg::parse(url).map_err(|e| match e {
-        berth_tls::pg::PgUrlError::Invalid => {
-            anyhow::anyhow!("DATABASE_URL is not a valid PostgreSQL URL")
-        }
-        other => anyhow::anyhow!("DATABASE_URL: {other}"),
+        berth_tls::pg::PgUrlError::Invalid => Error::Url("is not a valid PostgreSQL URL".into()),
+        other => Error::Url(other.to_string()),
     })?;
     if cfg.get_connect_timeout().is_none() {
         cfg.connect_timeout(Duration::from_secs(5));
@@ -90,7 +90,7 @@ fn config(url: &str) -> anyhow::Result<(tokio_postgres::Config, berth_tls::pg::M
 /// A pool of up to `size` connections. Connections are made lazily and
 /// replaced when broken (e.g. after a PostgreSQL restart), so creating the
 /// pool never fails because the database is down.
-pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+pub fn pool(url: &str, size: usize) -> Result<Pool> {
     let (cfg, tls) = config(url)?;
     build_pool(cfg, tls, size)
 }
@@ -119,7 +119,7 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
 /// usually from an idle moment) and picks a nested loop that compares every
 /// outcome with every running job: 28–70 ms for 256 completions instead of
 /// under 2 ms with the custom plan (a hash join). Planning costs ~0.3 ms.
-pub fn pool_async_commit(url: &str, size: usize) -> anyhow::Result<Pool> {
+pub fn pool_async_commit(url: &str, size: usize) -> Result<Pool> {
     let (mut cfg, tls) = config(url)?;
     let ours = "-c synchronous_commit=off -c plan_cache_mode=force_custom_plan";
     let options = match cfg.get_options() {
@@ -134,7 +134,7 @@ fn build_pool(
     cfg: tokio_postgres::Config,
     tls: berth_tls::pg::MakeTls,
     size: usize,
-) -> anyhow::Result<Pool> {
+) -> Result<Pool> {
     let manager = Manager::from_config(
         cfg,
         tls,
@@ -152,16 +152,16 @@ fn build_pool(
         .recycle_timeout(Some(Duration::from_secs(5)))
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .build()
-        .map_err(|e| anyhow::anyhow!("building the connection pool: {e}"))
+        .map_err(|e| Error::Pool(format!("building the connection pool: {e}")))
 }
 
 /// One dedicated connection (LISTEN, advisory locks) with its driver task.
-pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (cfg, tls) = config(url)?;
     let (client, connection) = cfg.connect(tls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection closed");
+            tracing::debug!(error = %crate::error::DbFailure::from_pg(&e), "database connection closed");
         }
     });
     Ok(client)
@@ -171,7 +171,7 @@ pub async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 /// forwarded to the returned channel.
 pub async fn connect_with_notifications(
     url: &str,
-) -> anyhow::Result<(
+) -> Result<(
     tokio_postgres::Client,
     tokio::sync::mpsc::UnboundedReceiver<tokio_postgres::Notification>,
 )> {
@@ -190,7 +190,7 @@ pub async fn connect_with_notifications(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::debug!(error = %e, "listen connection closed");
+                    tracing::debug!(error = %crate::error::DbFailure::from_pg(&e), "listen connection closed");
                     break;
                 }
             }

@@ -149,6 +149,15 @@ impl From<crate::QueueError> for Error {
     }
 }
 
+impl From<std::io::Error> for Error {
+    fn from(source: std::io::Error) -> Self {
+        Error::Io {
+            context: "I/O".into(),
+            source,
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -27,7 +27,7 @@
 //!     Ok(())
 //! }
 //!
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> Result<(), jobqueue::Error> {
 //! let registry = Registry::with_builtins().register("email", send_email);
 //! let worker = Worker::new(
 //!     "postgresql://app:secret@db:5432/app",
@@ -68,14 +68,14 @@ pub use worker::{Worker, WorkerOptions};
 
 /// Connects to `database_url` and applies pending migrations (the same as
 /// `jobqueue migrate`). Safe to call concurrently from several processes.
-pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
-    let url = db::normalise_url(database_url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+pub async fn migrate(database_url: &str) -> Result<Vec<i32>, Error> {
+    let url = db::normalise_url(database_url).map_err(Error::Url)?;
     let mut client = db::connect(&url).await?;
     migrate::run(&mut client).await
 }
 
 /// A [`Queue`] with a pool of `pool_size` connections to `database_url`.
-pub fn connect(database_url: &str, pool_size: usize) -> anyhow::Result<Queue> {
-    let url = db::normalise_url(database_url).map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+pub fn connect(database_url: &str, pool_size: usize) -> Result<Queue, Error> {
+    let url = db::normalise_url(database_url).map_err(Error::Url)?;
     Ok(Queue::new(db::pool(&url, pool_size)?))
 }

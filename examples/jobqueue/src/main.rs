@@ -7,18 +7,41 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
 use jobqueue::config::{
     ApiConfig, ConfigError, DbConfig, Env, LogConfig, ReaperConfig, WorkerConfig,
 };
 
-const USAGE: &str = "usage: jobqueue <migrate|api|worker|reaper>
+const EX_USAGE: u8 = 64;
 
-  migrate   apply database migrations (idempotent; safe to run concurrently)
-  api       HTTP API on API_LISTEN (default 0.0.0.0:8000)
-  worker    run jobs; /metrics, /healthz, /readyz on METRICS_LISTEN (default 0.0.0.0:9090)
-  reaper    re-queue expired leases, delete old jobs, export queue depth
+/// The command line: a subcommand only. Every setting is an environment
+/// variable (DATABASE_URL is required; see README.md), as in a pod spec.
+#[derive(Parser)]
+#[command(
+    name = "jobqueue",
+    version,
+    about = "A PostgreSQL job-queue runtime: API, workers, reaper, migrations",
+    after_help = "Configuration is by environment variables (DATABASE_URL is required); see README.md."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
 
-Configuration is by environment variables (DATABASE_URL is required); see README.md.";
+#[derive(Subcommand, Clone, Copy)]
+enum Sub {
+    /// Apply database migrations (idempotent; safe to run concurrently)
+    Migrate,
+    /// HTTP API on API_LISTEN (default 0.0.0.0:8000)
+    Api,
+    /// Run jobs; /metrics, /healthz, /readyz on METRICS_LISTEN (default 0.0.0.0:9090)
+    Worker,
+    /// Re-queue expired leases, delete old jobs, export queue depth
+    Reaper,
+    /// Print the version
+    #[command(hide = true)]
+    Version,
+}
 
 enum Command {
     Migrate,
@@ -27,37 +50,30 @@ enum Command {
     Reaper(ReaperConfig),
 }
 
-fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("jobqueue: {msg}");
-    ExitCode::from(64)
-}
-
 fn config_error(e: ConfigError) -> ExitCode {
     eprintln!("jobqueue: invalid configuration: {e}");
-    ExitCode::from(64)
+    ExitCode::from(EX_USAGE)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let sub = match args.first().map(String::as_str) {
-        Some("--version" | "-V" | "version") => {
-            println!("jobqueue {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line, exit 64 (EX_USAGE), like a bad variable.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad command line");
+            eprintln!("jobqueue: {first}");
+            return ExitCode::from(EX_USAGE);
         }
-        Some("--help" | "-h" | "help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        None => {
-            return usage_error("missing subcommand (migrate, api, worker, reaper); see --help")
-        }
-        Some(s) => s.to_string(),
     };
-    if args.len() > 1 {
-        return usage_error(&format!(
-            "unexpected argument {:?}; configuration is by environment variables",
-            args[1]
-        ));
+    if let Sub::Version = cli.command {
+        println!("jobqueue {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
     }
     let env = Env::process();
     let log = match LogConfig::from_env(&env) {
@@ -68,16 +84,11 @@ fn main() -> ExitCode {
         Ok(d) => d,
         Err(e) => return config_error(e),
     };
-    let command = match sub.as_str() {
-        "migrate" => Ok(Command::Migrate),
-        "api" => ApiConfig::from_env(&env).map(Command::Api),
-        "worker" => WorkerConfig::from_env(&env).map(Command::Worker),
-        "reaper" => ReaperConfig::from_env(&env).map(Command::Reaper),
-        other => {
-            return usage_error(&format!(
-                "unknown subcommand {other:?} (expected migrate, api, worker, reaper)"
-            ))
-        }
+    let command = match cli.command {
+        Sub::Migrate | Sub::Version => Ok(Command::Migrate),
+        Sub::Api => ApiConfig::from_env(&env).map(Command::Api),
+        Sub::Worker => WorkerConfig::from_env(&env).map(Command::Worker),
+        Sub::Reaper => ReaperConfig::from_env(&env).map(Command::Reaper),
     };
     let command = match command {
         Ok(c) => c,
@@ -109,7 +120,7 @@ async fn run(command: Command, db: DbConfig) -> anyhow::Result<()> {
         Command::Migrate => migrate(&db).await,
         Command::Api(cfg) => {
             let shutdown = jobqueue::shutdown::from_signals()?;
-            jobqueue::api::run(&db, &cfg, shutdown).await
+            Ok(jobqueue::api::run(&db, &cfg, shutdown).await?)
         }
         Command::Worker(cfg) => {
             let shutdown = jobqueue::shutdown::from_signals()?;
@@ -128,7 +139,7 @@ async fn run(command: Command, db: DbConfig) -> anyhow::Result<()> {
             let result = worker.run(shutdown).await;
             let _ = ops_stop.send(true);
             let _ = ops.await;
-            result
+            Ok(result?)
         }
         Command::Reaper(cfg) => {
             let shutdown = jobqueue::shutdown::from_signals()?;
@@ -145,7 +156,7 @@ async fn run(command: Command, db: DbConfig) -> anyhow::Result<()> {
             let result = reaper.run(shutdown).await;
             let _ = ops_stop.send(true);
             let _ = ops.await;
-            result
+            Ok(result?)
         }
     }
 }
@@ -158,15 +169,14 @@ async fn migrate(db: &DbConfig) -> anyhow::Result<()> {
     let mut client = loop {
         match jobqueue::db::connect(&db.url).await {
             Ok(c) => break c,
-            Err(e) if berth_tls::tls_failure(e.as_ref()).is_some() => {
-                let reason = berth_tls::tls_failure(e.as_ref()).unwrap_or_default();
-                return Err(e.context(format!("connecting to the database: {reason}")));
+            Err(jobqueue::Error::Tls(reason)) => {
+                anyhow::bail!("connecting to the database: {reason}");
             }
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(e) => return Err(e.context("connecting to the database")),
+            Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
         }
     };
     let applied = jobqueue::migrate::run(&mut client).await?;

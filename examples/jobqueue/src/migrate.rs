@@ -114,7 +114,7 @@ pub fn latest_version() -> i32 {
 
 /// Applies every pending migration. Returns the versions applied by this
 /// call (empty when the schema was already current).
-pub async fn run(client: &mut Client) -> anyhow::Result<Vec<i32>> {
+pub async fn run(client: &mut Client) -> crate::error::Result<Vec<i32>> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
@@ -127,7 +127,7 @@ pub async fn run(client: &mut Client) -> anyhow::Result<Vec<i32>> {
     result
 }
 
-async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<i32>> {
+async fn apply_pending(client: &mut Client) -> crate::error::Result<Vec<i32>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS jobqueue_migrations (
@@ -151,7 +151,11 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<i32>> {
         let tx = client.transaction().await?;
         tx.batch_execute(sql)
             .await
-            .map_err(|e| anyhow::anyhow!("migration {version} ({name}) failed: {e}"))?;
+            .map_err(|e| crate::Error::Migration {
+                version: *version,
+                name: name.to_string(),
+                cause: crate::DbFailure::from_pg(&e),
+            })?;
         tx.execute(
             "INSERT INTO jobqueue_migrations (version, name) VALUES ($1, $2)",
             &[version, name],
@@ -165,7 +169,7 @@ async fn apply_pending(client: &mut Client) -> anyhow::Result<Vec<i32>> {
 }
 
 /// The schema version in the database (0 when never migrated).
-pub async fn current_version(client: &Client) -> anyhow::Result<i32> {
+pub async fn current_version(client: &Client) -> crate::error::Result<i32> {
     let exists: bool = client
         .query_one("SELECT to_regclass('jobqueue_migrations') IS NOT NULL", &[])
         .await?

@@ -47,9 +47,8 @@ pub struct Reaper {
 }
 
 impl Reaper {
-    pub fn new(database_url: &str, options: ReaperOptions) -> anyhow::Result<Self> {
-        let url = crate::db::normalise_url(database_url)
-            .map_err(|m| anyhow::anyhow!("DATABASE_URL {m}"))?;
+    pub fn new(database_url: &str, options: ReaperOptions) -> crate::error::Result<Self> {
+        let url = crate::db::normalise_url(database_url).map_err(crate::Error::Url)?;
         Ok(Reaper {
             queue: Queue::new(crate::db::pool(&url, 2)?),
             database_url: url,
@@ -67,7 +66,7 @@ impl Reaper {
         self.ready.clone()
     }
 
-    pub async fn run(self, mut shutdown: Shutdown) -> anyhow::Result<()> {
+    pub async fn run(self, mut shutdown: Shutdown) -> crate::error::Result<()> {
         tracing::info!(
             interval_s = self.options.interval.as_secs_f64(),
             retention_h = self.options.retention.map(|r| r.as_secs_f64() / 3600.0),
@@ -137,7 +136,8 @@ impl Reaper {
                 None
             }
             Err(e) => {
-                tracing::warn!(error = %e, "reaper leadership query failed");
+                let f = crate::DbFailure::from_pg(&e);
+                tracing::warn!(sqlstate = f.code(), error = %f.message, "reaper leadership query failed");
                 None
             }
         }
@@ -162,7 +162,7 @@ impl Reaper {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "re-queueing expired leases failed");
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "re-queueing expired leases failed");
                     break;
                 }
             }
@@ -174,7 +174,9 @@ impl Reaper {
                     tracing::info!(deleted = n, "deleted finished jobs past retention");
                     self.metrics.reaper_jobs_deleted_total.inc_by(&[], n);
                 }
-                Err(e) => tracing::warn!(error = %e, "deleting old jobs failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "deleting old jobs failed")
+                }
             }
         }
     }
@@ -189,7 +191,9 @@ impl Reaper {
                         .set(&[&queue, &status], n as f64);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "refreshing queue depth failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "refreshing queue depth failed")
+            }
         }
     }
 }

@@ -29,7 +29,7 @@ fn options(queues: &[&str]) -> WorkerOptions {
 
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    handle: tokio::task::JoinHandle<Result<(), jobqueue::Error>>,
 }
 
 impl Running {

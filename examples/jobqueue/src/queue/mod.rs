@@ -1,0 +1,174 @@
+//! The job store: every SQL operation against the `jobs` table, one file
+//! per operation (as riverqueue/river and graphile/worker lay theirs out),
+//! all as methods of the cheap-to-clone [`Queue`] handle.
+//!
+//! | file | operation | used by |
+//! |---|---|---|
+//! | `enqueue.rs`, `enqueue_batch.rs` | insert (idempotency keys) | API, library |
+//! | `get.rs`, `list.rs`, `stats.rs` | read | API, reaper (depth) |
+//! | `cancel.rs`, `retry.rs` | admin transitions | API |
+//! | `claim.rs` | lease due jobs (`SKIP LOCKED`) | worker fetcher |
+//! | `complete.rs`, `fail.rs` | fenced outcomes, batched | worker completer |
+//! | `extend.rs` | fenced lease renewal | worker lease keeper |
+//! | `release.rs` | fenced hand-back | worker drain |
+//! | `reap_expired.rs`, `delete_finished.rs` | maintenance | reaper |
+//!
+//! Lease writes are *fenced*: each claim stamps the rows with a fresh random
+//! `lease_token`, and every later write for that claim says
+//! `WHERE id = … AND lease_token = … AND status = 'running'`. Once a lease
+//! has expired and the job was re-queued (or re-claimed, or cancelled), the
+//! old holder's writes match nothing. Writes take arrays (`unnest`) so a
+//! whole batch costs one round trip.
+
+mod cancel;
+mod claim;
+mod complete;
+mod delete_finished;
+mod enqueue;
+mod enqueue_batch;
+mod extend;
+mod fail;
+mod get;
+mod list;
+mod reap_expired;
+mod release;
+mod retry;
+mod stats;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
+
+use crate::error::DbFailure;
+use crate::job::{NewJob, Status};
+
+/// Errors of job operations. [`QueueError::Rejected`] is the caller's
+/// fault (a value PostgreSQL cannot store; the API answers 400);
+/// [`QueueError::Db`] and [`QueueError::Pool`] mean the database is
+/// unavailable or failed (503). Both carry the SQLSTATE and message.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("job not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// SQLSTATE class 22: PostgreSQL refused a value (NUL in text, number
+    /// or date out of range). Validation should catch these first.
+    #[error("database rejected a value: {0}")]
+    Rejected(DbFailure),
+    #[error("database error: {0}")]
+    Db(DbFailure),
+    #[error("database unavailable: {0}")]
+    Pool(String),
+}
+
+impl From<tokio_postgres::Error> for QueueError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let f = DbFailure::from_pg(&e);
+        if f.is_data_error() {
+            QueueError::Rejected(f)
+        } else {
+            QueueError::Db(f)
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for QueueError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        QueueError::Pool(crate::error::describe_pool_error(&e).to_string())
+    }
+}
+
+impl QueueError {
+    /// The SQLSTATE when PostgreSQL answered with an error.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            QueueError::Rejected(f) | QueueError::Db(f) => f.sqlstate.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A job a worker holds a lease on.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub queue: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub priority: i32,
+    pub run_at: DateTime<Utc>,
+    pub lease_token: i64,
+}
+
+/// A failed attempt to record.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub id: i64,
+    pub lease_token: i64,
+    pub error: String,
+    /// Delay before the next attempt.
+    pub retry_in: Duration,
+    /// Do not retry: the job goes `dead` now.
+    pub permanent: bool,
+}
+
+/// Filter for [`Queue::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub queue: Option<String>,
+    pub limit: i64,
+    /// Only jobs with `id < before` (newest first paging).
+    pub before: Option<i64>,
+}
+
+/// Counts per queue and status.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Jobs waiting to run (`queued`, due or not).
+    pub depth: i64,
+    pub counts: std::collections::BTreeMap<String, i64>,
+}
+
+/// Handle to the job store. Cheap to clone.
+#[derive(Clone)]
+pub struct Queue {
+    pool: Pool,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Queue {
+    pub fn new(pool: Pool) -> Self {
+        Queue { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+}
+
+/// The parameters of both INSERT statements (single and batch enqueue), in
+/// the column order their SQL lists: one place to keep them in step.
+fn insert_params(job: &NewJob) -> [&(dyn ToSql + Sync); 7] {
+    [
+        &job.queue,
+        &job.kind,
+        &job.payload,
+        &job.priority,
+        &job.run_at,
+        &job.max_attempts,
+        &job.idempotency_key,
+    ]
+}

@@ -1,0 +1,125 @@
+//! The executor: runs one claimed job's handler in its own task and hands
+//! the outcome to the completer.
+//!
+//! Why a role of its own (River's "executor"): running user code is where
+//! things go wrong — a handler panics, never returns, or must be aborted
+//! because its lease is gone. The executor isolates each handler in a
+//! task, records it in the [`Ledger`] with its abort handle, and reports
+//! the outcome exactly once, and only if nobody abandoned the job first.
+//! The slot (semaphore permit) travels with the outcome and is freed only
+//! once the completer has stored it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use crate::handler::{JobContext, JobError, JobResult, Registry};
+use crate::metrics::Metrics;
+use crate::queue::ClaimedJob;
+
+use super::ledger::{Held, HeldState, Ledger, RunningGuard};
+
+/// A finished attempt on its way to the database.
+pub(crate) struct Outcome {
+    pub id: i64,
+    pub token: i64,
+    pub queue: String,
+    pub kind: String,
+    pub attempt: i32,
+    pub result: JobResult,
+    /// Frees the slot when the outcome is stored (dropped).
+    pub _permit: OwnedSemaphorePermit,
+}
+
+#[derive(Clone)]
+pub(crate) struct Executor {
+    pub registry: Arc<Registry>,
+    pub ledger: Ledger,
+    pub outcomes: mpsc::UnboundedSender<Outcome>,
+    pub metrics: Arc<Metrics>,
+    pub worker_id: Arc<str>,
+}
+
+impl Executor {
+    /// Starts `job`'s handler; `permit` is its slot.
+    pub fn start(&self, job: ClaimedJob, permit: OwnedSemaphorePermit) {
+        self.metrics.worker_lease_acquired_total.inc(&[&job.queue]);
+        let delay = (chrono::Utc::now() - job.run_at)
+            .to_std()
+            .unwrap_or_default();
+        self.metrics
+            .job_start_delay_seconds
+            .observe(&[&job.queue], delay);
+        tracing::info!(
+            job_id = job.id,
+            kind = %job.kind,
+            queue = %job.queue,
+            attempt = job.attempt,
+            worker_id = %self.worker_id,
+            "job started"
+        );
+        let id = job.id;
+        // Insert and attach the abort handle under one lock, so the lease
+        // keeper or the drain never sees a running job it cannot abort.
+        let mut map = self.ledger.lock();
+        map.insert(
+            id,
+            Held {
+                token: job.lease_token,
+                state: HeldState::Running,
+                abort: None,
+            },
+        );
+        self.ledger.handler_started();
+        let handler = self.registry.get(&job.kind);
+        let ledger = self.ledger.clone();
+        let tx = self.outcomes.clone();
+        let metrics = self.metrics.clone();
+        let ctx = JobContext {
+            id: job.id,
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            payload: job.payload,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+        };
+        let task = tokio::spawn(async move {
+            let _running = RunningGuard(ledger.clone());
+            let started = Instant::now();
+            let result = match handler {
+                Some(h) => h.run(ctx).await,
+                None => Err(JobError::retry(format!(
+                    "no handler registered for kind {:?}",
+                    job.kind
+                ))),
+            };
+            metrics
+                .job_duration_seconds
+                .observe(&[&job.queue, &job.kind], started.elapsed());
+            // Under the lock so shutdown/lease loss and completion cannot
+            // both claim the job.
+            // `_running` drops after the outcome is sent (reverse declaration
+            // order): the completer never sees "nothing running" while an
+            // outcome is still on its way.
+            let mut map = ledger.lock();
+            if let Some(h) = map.get_mut(&id) {
+                if h.state == HeldState::Running {
+                    h.state = HeldState::Done;
+                    let _ = tx.send(Outcome {
+                        id,
+                        token: job.lease_token,
+                        queue: job.queue,
+                        kind: job.kind,
+                        attempt: job.attempt,
+                        result,
+                        _permit: permit,
+                    });
+                }
+            }
+        });
+        if let Some(h) = map.get_mut(&id) {
+            h.abort = Some(task.abort_handle());
+        }
+    }
+}

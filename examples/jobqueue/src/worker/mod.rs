@@ -1,0 +1,327 @@
+//! The worker: claims jobs, runs their handlers concurrently, stores the
+//! outcomes, keeps leases alive, and shuts down without losing or
+//! double-running work.
+//!
+//! One role per file, as riverqueue/river (producer, executor, completer)
+//! and graphile-worker (local queue, batched completion) split theirs:
+//!
+//! | file | role |
+//! |---|---|
+//! | `fetcher.rs` | when and how many to claim (adaptive batch, prefetch while jobs run, linger, sleep until NOTIFY/poll), heartbeat |
+//! | `executor.rs` | one task per job: runs the handler, reports the outcome once |
+//! | `completer.rs` | stores outcomes in adaptive batches, then frees their slots |
+//! | `lease_keeper.rs` | renews held leases; aborts handlers whose lease is gone |
+//! | `listener.rs` | LISTEN connection that wakes the fetcher |
+//! | `ledger.rs` | the held jobs and their states, shared by all roles |
+//!
+//! The one invariant they share: a slot (one of `concurrency` semaphore
+//! permits) is taken before a job is claimed and given back only once its
+//! outcome is stored. So a worker never holds more than `concurrency`
+//! unacknowledged leases, and a `kill -9` repeats at most that many jobs.
+//!
+//! Shutdown ([`Worker::run`]): stop claiming, wait up to `shutdown_timeout`
+//! for held jobs, then abort the rest and hand them back (`queued`, attempt
+//! not counted).
+
+mod completer;
+mod executor;
+mod fetcher;
+mod lease_keeper;
+mod ledger;
+mod listener;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::handler::Registry;
+use crate::metrics::Metrics;
+use crate::queue::Queue;
+use crate::shutdown::Shutdown;
+
+use completer::Completer;
+use executor::{Executor, Outcome};
+use fetcher::{Fetcher, Heartbeat};
+use ledger::{HeldState, Ledger};
+
+/// The largest batch the fetcher picks by itself (a claim of 512 rows takes
+/// a few milliseconds; larger ones only delay the first job of the batch).
+pub const MAX_AUTO_BATCH: usize = 512;
+
+/// Jobs per claim statement: `max(batch_size, concurrency / 2)`, at most
+/// [`MAX_AUTO_BATCH`] unless `batch_size` asks for more, and never more
+/// than `concurrency`.
+pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
+    let auto = (concurrency / 2).min(MAX_AUTO_BATCH);
+    batch_size.max(auto).clamp(1, concurrency.max(1))
+}
+
+/// Tuning of a worker. `Default` holds the defaults of the `WORKER_*` env
+/// vars too: [`crate::config::WorkerConfig`] reads them from here.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    pub queues: Vec<String>,
+    /// Jobs run at the same time (and the most a worker ever holds).
+    pub concurrency: usize,
+    /// The smallest claim batch (`WORKER_BATCH_SIZE`). The fetcher claims
+    /// `max(batch_size, concurrency / 2)` jobs per statement, at most 512
+    /// and at most `concurrency` ([`claim_batch`]): leave it at its default
+    /// and the batch follows the concurrency.
+    pub batch_size: usize,
+    pub poll_interval: Duration,
+    pub lease_duration: Duration,
+    pub shutdown_timeout: Duration,
+    pub heartbeat_file: Option<PathBuf>,
+    pub worker_id: String,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            queues: vec!["default".into()],
+            concurrency: 20,
+            batch_size: 10,
+            poll_interval: Duration::from_secs(1),
+            lease_duration: Duration::from_secs(300),
+            shutdown_timeout: Duration::from_secs(30),
+            heartbeat_file: None,
+            worker_id: format!("worker-{}", std::process::id()),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: the n-th failure waits a random time
+/// in `[d/2, d]` where `d = min(max, base · 2^(n-1))`. Jitter spreads the
+/// retries of a burst of failures (e.g. a webhook endpoint that was down).
+pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let d = base.saturating_mul(2u32.saturating_pow(exp)).min(max);
+    let half = d / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+/// A worker process's runtime. See the module docs.
+pub struct Worker {
+    queue: Queue,
+    database_url: String,
+    registry: Arc<Registry>,
+    options: WorkerOptions,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// `database_url` is used for the pool and for the LISTEN connection.
+    pub fn new(database_url: &str, registry: Registry, options: WorkerOptions) -> Result<Self> {
+        let url = crate::db::normalise_url(database_url).map_err(Error::Url)?;
+        // claim + completion writers + lease keeper + hand-back/spare.
+        // Asynchronous commit: every write through this pool is a worker
+        // state change that at-least-once delivery can lose safely (see
+        // `pool_async_commit`).
+        let pool = crate::db::pool_async_commit(&url, 3 + completer::MAX_WRITERS)?;
+        Ok(Worker {
+            queue: Queue::new(pool),
+            database_url: url,
+            registry: Arc::new(registry),
+            options,
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Shares a metrics registry (e.g. one `/metrics` for several parts).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    /// True once the worker has reached the database, false again as soon
+    /// as shutdown starts (or the database is unreachable).
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
+    }
+
+    /// The worker's own job store handle. Its connections commit
+    /// asynchronously (see [`crate::db::pool_async_commit`]): enqueue
+    /// through [`crate::connect`] instead when the job must survive a
+    /// server crash the moment the call returns.
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
+    }
+
+    /// Runs until `shutdown` fires and held jobs are finished or handed back.
+    pub async fn run(self, shutdown: Shutdown) -> Result<()> {
+        let mut opts = self.options.clone();
+        opts.concurrency = opts.concurrency.max(1);
+        let batch = claim_batch(opts.concurrency, opts.batch_size);
+        let opts = Arc::new(opts);
+        tracing::info!(
+            worker_id = %opts.worker_id,
+            queues = ?opts.queues,
+            concurrency = opts.concurrency,
+            batch,
+            kinds = ?self.registry.kinds(),
+            "worker starting"
+        );
+        let ledger = Ledger::default();
+        let wake = Arc::new(Notify::new());
+        let (stop_tx, stop) = Shutdown::manual(); // stops the helper tasks at the very end
+        let (outcome_tx, outcome_rx) = mpsc::unbounded_channel::<Outcome>();
+
+        let listener = tokio::spawn(listener::run(
+            self.database_url.clone(),
+            opts.queues.clone(),
+            wake.clone(),
+            stop.clone(),
+        ));
+        let completer = tokio::spawn(
+            Completer {
+                queue: self.queue.clone(),
+                ledger: ledger.clone(),
+                metrics: self.metrics.clone(),
+                opts: opts.clone(),
+                flush_size: batch,
+            }
+            .run(outcome_rx),
+        );
+        let keeper = tokio::spawn(lease_keeper::run(
+            self.queue.clone(),
+            ledger.clone(),
+            self.metrics.clone(),
+            opts.clone(),
+            stop.clone(),
+        ));
+        let fetcher = Fetcher {
+            queue: self.queue.clone(),
+            opts: opts.clone(),
+            executor: Executor {
+                registry: self.registry.clone(),
+                ledger: ledger.clone(),
+                outcomes: outcome_tx,
+                metrics: self.metrics.clone(),
+                worker_id: Arc::from(opts.worker_id.as_str()),
+            },
+            slots: Arc::new(Semaphore::new(opts.concurrency)),
+            wake,
+            ready: self.ready.clone(),
+            heartbeat: Heartbeat::new(opts.heartbeat_file.clone()),
+            batch,
+        };
+        fetcher.run(shutdown).await;
+        self.ready.store(false, Ordering::SeqCst);
+        self.drain(&ledger, &opts).await;
+        // Remaining outcomes (finished handlers) are flushed; the completer
+        // exits when the last sender (fetcher's, tasks') is gone.
+        if tokio::time::timeout(Duration::from_secs(10), completer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("storing the last outcomes timed out; their leases will expire and the reaper re-queues them");
+        }
+        let _ = stop_tx.send(true);
+        let _ = keeper.await;
+        listener.abort();
+        tracing::info!(worker_id = %opts.worker_id, "worker stopped");
+        Ok(())
+    }
+
+    /// Held jobs finish (and their outcomes are stored) or time out; then
+    /// the unfinished ones are aborted and handed back.
+    async fn drain(&self, ledger: &Ledger, opts: &WorkerOptions) {
+        tracing::info!(
+            held = ledger.len(),
+            timeout_s = opts.shutdown_timeout.as_secs_f64(),
+            "stopped claiming; draining"
+        );
+        let deadline = tokio::time::Instant::now() + opts.shutdown_timeout;
+        while !ledger.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let unfinished: Vec<(i64, i64)> = {
+            let mut map = ledger.lock();
+            map.iter_mut()
+                .filter(|(_, h)| h.state == HeldState::Running)
+                .map(|(id, h)| {
+                    h.state = HeldState::Abandoned;
+                    if let Some(a) = &h.abort {
+                        a.abort();
+                    }
+                    (*id, h.token)
+                })
+                .collect()
+        };
+        if unfinished.is_empty() {
+            return;
+        }
+        let mut released = Vec::new();
+        for attempt in 0..5 {
+            match self.queue.release(&unfinished).await {
+                Ok(ids) => {
+                    released = ids;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), attempt, "handing back jobs failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        self.metrics
+            .worker_jobs_released_total
+            .inc_by(&[], released.len() as u64);
+        tracing::info!(
+            released = released.len(),
+            unfinished = unfinished.len(),
+            "handed back jobs that could not finish in time (they keep their attempt count)"
+        );
+        let mut map = ledger.lock();
+        for (id, _) in &unfinished {
+            map.remove(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_exponentially_with_jitter() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 1..=10 {
+            let d = backoff(attempt, base, max);
+            let full = base.saturating_mul(1 << (attempt - 1)).min(max);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} vs {full:?}"
+            );
+        }
+        assert!(backoff(100, base, max) <= max);
+        assert_eq!(backoff(1, Duration::ZERO, max), Duration::ZERO);
+    }
+
+    #[test]
+    fn claim_batch_follows_concurrency() {
+        assert_eq!(claim_batch(1, 10), 1);
+        assert_eq!(claim_batch(20, 10), 10);
+        assert_eq!(claim_batch(24, 10), 12);
+        assert_eq!(claim_batch(200, 10), 100);
+        assert_eq!(claim_batch(2048, 10), 512);
+        assert_eq!(claim_batch(10_000, 10), 512);
+        assert_eq!(claim_batch(2048, 1000), 1000);
+        assert_eq!(claim_batch(100, 1000), 100);
+    }
+}
