@@ -182,6 +182,21 @@ impl HelmRun {
             .env("HELM_CONFIG_HOME", self.home.join("config"))
             .env("HELM_DATA_HOME", self.home.join("data"))
             .env("HELM", self.helm.binary());
+        // The script's environment twins of its options must not leak in.
+        for var in [
+            "SIGN_KEY",
+            "KEYRING",
+            "PASSPHRASE_FILE",
+            "VERIFY_KEYRING",
+            "KEY_URL",
+            "REGISTRY",
+            "PLAIN_HTTP",
+            "VALUES",
+            "INSTALL",
+            "OUT_DIR",
+        ] {
+            c.env_remove(var);
+        }
     }
 
     fn run(&self, args: &[&str]) -> Result<String, String> {
@@ -549,5 +564,67 @@ fn both_charts_carry_artifact_hub_metadata() {
             .as_str()
             .is_some_and(|u| u.starts_with("https://")));
         assert!(a["artifacthub.io/category"].as_str().is_some());
+    }
+}
+
+#[test]
+fn release_script_refuses_what_it_cannot_do_and_packages_unsigned_on_request() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let script = workspace_root().join("scripts/charts-release.sh");
+    let h = HelmRun {
+        helm: HELMS[0],
+        home: tmp.path().join("helm"),
+    };
+    let run = |args: &[&str]| {
+        let mut c = Command::new(&script);
+        h.env(&mut c);
+        let o = c.args(args).output().expect("run charts-release.sh");
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    let out = tmp.path().join("dist");
+    for (args, needle) in [
+        (vec![], "signing needs --key NAME and --keyring FILE"),
+        (
+            vec!["--key", "x", "--keyring", "/nonexistent/secring.gpg"],
+            "--keyring /nonexistent/secring.gpg: no such file",
+        ),
+        (
+            vec!["--unsigned", "--push", "https://127.0.0.1:1/charts"],
+            "must start with oci://",
+        ),
+        (vec!["--bogus"], "unknown option --bogus"),
+    ] {
+        let (ok, text) = run(&args);
+        assert!(!ok && text.contains(needle), "{args:?}: {text}");
+    }
+    // A key the keyring does not hold.
+    let key = Gpg::new("berth-test-other");
+    let (ok, text) = run(&[
+        "--key",
+        "nobody-has-this-key",
+        "--keyring",
+        s(&key.secring()),
+        "--out",
+        s(&out),
+    ]);
+    assert!(!ok && text.contains("no key matching"), "{text}");
+    // --unsigned: packages without provenance, which helm verify refuses.
+    let (ok, text) = run(&["--unsigned", "--out", s(&out)]);
+    assert!(ok, "{text}");
+    for chart in ["berth-lib", "berth"] {
+        let tgz = out.join(format!("{chart}-0.1.0.tgz"));
+        assert!(tgz.exists(), "{text}");
+        assert!(!out.join(format!("{chart}-0.1.0.tgz.prov")).exists());
+        let err = h
+            .run(&["verify", s(&tgz), "--keyring", s(&key.pubring())])
+            .expect_err("an unsigned package fails helm verify");
+        assert!(err.contains(".prov"), "{err}");
     }
 }
