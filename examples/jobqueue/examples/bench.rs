@@ -7,8 +7,12 @@
 //!
 //! Env: `BENCH_DATABASE_URL` (required), `JOBQUEUE_BIN` (for the API),
 //! `BENCH_JOBS` [50000], `BENCH_CHUNK` [1000], `BENCH_LATENCY_JOBS` [300],
-//! `BENCH_LATENCY_INTERVAL_MS` [20], `BENCH_CONCURRENCY` [2048],
-//! `BENCH_BATCH` [512], `BENCH_HTTP_CLIENTS` [4].
+//! `BENCH_LATENCY_INTERVAL_MS` [20], `BENCH_CONCURRENCIES` [24,200,2048]
+//! (processing is measured once per concurrency, with only the concurrency
+//! set), `BENCH_GROWTH` [1] with `BENCH_GROWTH_CONCURRENCY` [200],
+//! `BENCH_FINISHED_ROWS` [2000000] and `BENCH_QUEUED_ROWS` [1000000]
+//! (processing rate with that many finished jobs kept, and with that many
+//! queued behind, against the empty table), `BENCH_HTTP_CLIENTS` [4].
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -37,6 +41,37 @@ async fn reset(admin: &tokio_postgres::Client) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn enqueue_all(queue: &jobqueue::Queue, all: &[NewJob], chunk: usize) -> anyhow::Result<()> {
+    for c in all.chunks(chunk) {
+        queue.enqueue_batch(c).await?;
+    }
+    Ok(())
+}
+
+/// Runs a worker with only `concurrency` set until `jobs_n` jobs have been
+/// completed; returns jobs/s. Done = every completion stored, read from
+/// the worker's own counter (incremented once the `succeeded` write
+/// returned): polling `count(*)` instead would scan the table and steal
+/// CPU from the run being timed.
+async fn process(url: &str, concurrency: usize, jobs_n: usize) -> anyhow::Result<f64> {
+    let opts = WorkerOptions {
+        concurrency,
+        ..Default::default()
+    };
+    let worker = Worker::new(url, Registry::with_builtins(), opts)?;
+    let metrics = worker.metrics();
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let t = Instant::now();
+    let handle = tokio::spawn(worker.run(shutdown));
+    while metrics.job_completed_total.get(&["default", "noop"]) < jobs_n as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = jobs_n as f64 / t.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    handle.await??;
+    Ok(rate)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("BENCH_DATABASE_URL")?;
@@ -44,8 +79,16 @@ async fn main() -> anyhow::Result<()> {
     let chunk = env_num("BENCH_CHUNK", 1000);
     let lat_n = env_num("BENCH_LATENCY_JOBS", 300);
     let lat_every = Duration::from_millis(env_num("BENCH_LATENCY_INTERVAL_MS", 20) as u64);
-    let concurrency = env_num("BENCH_CONCURRENCY", 2048);
-    let batch = env_num("BENCH_BATCH", 512);
+    let concurrencies: Vec<usize> = std::env::var("BENCH_CONCURRENCIES")
+        .unwrap_or_else(|_| "24,200,2048".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    anyhow::ensure!(!concurrencies.is_empty(), "BENCH_CONCURRENCIES is empty");
+    let growth_on = env_num("BENCH_GROWTH", 1) == 1;
+    let growth_c = env_num("BENCH_GROWTH_CONCURRENCY", 200);
+    let finished_rows = env_num("BENCH_FINISHED_ROWS", 2_000_000);
+    let queued_rows = env_num("BENCH_QUEUED_ROWS", 1_000_000);
     let http_clients = env_num("BENCH_HTTP_CLIENTS", 4);
 
     jobqueue::migrate(&url).await?;
@@ -66,34 +109,93 @@ async fn main() -> anyhow::Result<()> {
     let enqueue_rate = jobs_n as f64 / t.elapsed().as_secs_f64();
     admin.simple_query("VACUUM ANALYZE jobs").await?;
 
-    // 2. Process them.
-    let opts = WorkerOptions {
-        concurrency,
-        batch_size: batch,
-        poll_interval: Duration::from_millis(200),
-        lease_duration: Duration::from_secs(300),
-        ..Default::default()
-    };
-    let worker = Worker::new(&url, Registry::with_builtins(), opts.clone())?;
-    // Done = every completion stored, read from the worker's own counter
-    // (incremented once the `succeeded` write returned). Polling
-    // `count(*)` every 20 ms instead would scan the whole table (finished
-    // rows stay until retention) and steal CPU from the run being timed.
-    let metrics = worker.metrics();
-    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
-    let t = Instant::now();
-    let handle = tokio::spawn(worker.run(shutdown));
-    while metrics.job_completed_total.get(&["default", "noop"]) < jobs_n as u64 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // 2. Process them, once per concurrency, each time with nothing but the
+    //    concurrency set (every other option at its default, as a user who
+    //    sets only WORKER_CONCURRENCY gets).
+    let mut by_concurrency = serde_json::Map::new();
+    let mut first = true;
+    for &c in &concurrencies {
+        if !first {
+            reset(&admin).await?;
+            enqueue_all(&queue, &all, chunk).await?;
+        }
+        first = false;
+        let rate = process(&url, c, jobs_n).await?;
+        let done: i64 = admin
+            .query_one("SELECT count(*) FROM jobs WHERE status = 'succeeded'", &[])
+            .await?
+            .get(0);
+        assert_eq!(done as usize, jobs_n, "every job succeeded");
+        eprintln!("    concurrency {c}: {rate:.0} jobs/s");
+        by_concurrency.insert(c.to_string(), rate.into());
     }
-    let process_rate = jobs_n as f64 / t.elapsed().as_secs_f64();
-    let _ = stop.send(true);
-    handle.await??;
-    let done: i64 = admin
-        .query_one("SELECT count(*) FROM jobs WHERE status = 'succeeded'", &[])
-        .await?
-        .get(0);
-    assert_eq!(done as usize, jobs_n, "every job succeeded");
+    let process_rate = concurrencies
+        .last()
+        .and_then(|c| by_concurrency.get(&c.to_string()))
+        .and_then(|v| v.as_f64());
+
+    // 2b. How the rate holds as the table grows, at one concurrency: empty
+    //     table, then with finished jobs kept (retention), then with a
+    //     backlog queued behind (lower priority, so the measured jobs go
+    //     first). Each against the empty-table rate of the same run.
+    let mut growth = serde_json::Value::Null;
+    if growth_on {
+        let c = growth_c;
+        reset(&admin).await?;
+        enqueue_all(&queue, &all, chunk).await?;
+        let empty = process(&url, c, jobs_n).await?;
+        reset(&admin).await?;
+        let t = Instant::now();
+        admin
+            .execute(
+                "INSERT INTO jobs (queue, kind, payload, status, attempts, run_at, created_at, updated_at, finished_at)
+                 SELECT 'default', 'noop', '{}', 'succeeded', 1, now() - interval '1 hour', now() - interval '1 hour', now(), now() - (g % 3600) * interval '1 second'
+                 FROM generate_series(1, $1::bigint) AS g",
+                &[&(finished_rows as i64)],
+            )
+            .await?;
+        admin.simple_query("VACUUM ANALYZE jobs").await?;
+        eprintln!(
+            "    {finished_rows} finished rows inserted in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        enqueue_all(&queue, &all, chunk).await?;
+        let with_finished = process(&url, c, jobs_n).await?;
+        reset(&admin).await?;
+        let t = Instant::now();
+        admin
+            .execute(
+                "INSERT INTO jobs (queue, kind, payload, priority)
+                 SELECT 'default', 'noop', '{}', -1 FROM generate_series(1, $1::bigint)",
+                &[&(queued_rows as i64)],
+            )
+            .await?;
+        admin.simple_query("VACUUM ANALYZE jobs").await?;
+        eprintln!(
+            "    {queued_rows} queued rows inserted in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        enqueue_all(&queue, &all, chunk).await?;
+        let with_queued = process(&url, c, jobs_n).await?;
+        let measured_first: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE priority = 0 AND status = 'succeeded'",
+                &[],
+            )
+            .await?
+            .get(0);
+        eprintln!(
+            "    growth at concurrency {c}: empty {empty:.0}, {finished_rows} finished {with_finished:.0}, {queued_rows} queued behind {with_queued:.0} jobs/s ({measured_first} of the measured jobs had finished)"
+        );
+        growth = serde_json::json!({
+            "concurrency": c,
+            "empty_jobs_per_s": empty,
+            "finished_rows": finished_rows,
+            "with_finished_jobs_per_s": with_finished,
+            "queued_rows": queued_rows,
+            "with_queued_jobs_per_s": with_queued,
+        });
+    }
     reset(&admin).await?;
 
     // 3. Bulk enqueue through the HTTP API (separate process).
@@ -167,16 +269,7 @@ async fn main() -> anyhow::Result<()> {
         d2.lock().unwrap().push((started - sent) as f64 / 1000.0);
         async { Ok(()) }
     });
-    let worker = Worker::new(
-        &url,
-        registry,
-        WorkerOptions {
-            concurrency: 10,
-            batch_size: 10,
-            poll_interval: Duration::from_secs(1),
-            ..Default::default()
-        },
-    )?;
+    let worker = Worker::new(&url, registry, WorkerOptions::default())?;
     let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
     let handle = tokio::spawn(worker.run(shutdown));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -202,10 +295,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let out = serde_json::json!({
         "system": "jobqueue",
-        "config": format!("in-process Worker, concurrency {concurrency}, batch {batch}; API: {http_clients} clients x {chunk}-job batches"),
+        "config": format!("in-process Worker, only the concurrency set ({}), every other option at its default; API: {http_clients} clients x {chunk}-job batches", concurrencies.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")),
         "enqueue_jobs_per_s": enqueue_rate,
         "enqueue_http_jobs_per_s": http_rate,
         "process_jobs_per_s": process_rate,
+        "process_by_concurrency": by_concurrency,
+        "growth": growth,
         "latency_p50_ms": pct(0.50),
         "latency_p99_ms": pct(0.99),
         "latency_samples": d.len(),
