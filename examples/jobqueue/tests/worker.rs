@@ -507,3 +507,55 @@ async fn migrate_upgrades_a_version_1_schema_in_place() {
     );
     w.stop().await;
 }
+
+/// With only the concurrency set, the adaptive batch and prefetch never
+/// lease more jobs than the concurrency (the `kill -9` bound): sampled in
+/// the database while short and long jobs churn through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_never_holds_more_leases_than_its_concurrency() {
+    const CONCURRENCY: usize = 6;
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..600)
+        .map(|i| NewJob::new("sleep").payload(json!({"ms": if i % 7 == 0 { 20 } else { 0 }})))
+        .collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let w = start(
+        &db,
+        Registry::with_builtins(),
+        WorkerOptions {
+            concurrency: CONCURRENCY,
+            worker_id: "bounded".into(),
+            ..Default::default()
+        },
+    );
+    let client = q.pool().get().await.unwrap();
+    let mut max_held = 0i64;
+    let mut samples = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'running'),
+                        count(*) FILTER (WHERE status = 'succeeded')
+                 FROM jobs",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (held, done): (i64, i64) = (row.get(0), row.get(1));
+        max_held = max_held.max(held);
+        samples += 1;
+        if done == 600 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    w.stop().await;
+    assert_eq!(db.count("status = 'succeeded'"), 600);
+    assert!(samples > 10, "sampled {samples} times");
+    assert!(
+        max_held <= CONCURRENCY as i64,
+        "held {max_held} leases at once with concurrency {CONCURRENCY}"
+    );
+    assert!(max_held >= 2, "jobs ran concurrently ({max_held})");
+}
