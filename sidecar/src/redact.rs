@@ -140,6 +140,16 @@ impl fmt::Display for CheckError {
     }
 }
 
+/// A short, non-reversible tag of a secret-bearing value: equal values give
+/// equal tags (config reloads compare checks by it) without the value ever
+/// being printable.
+pub fn fingerprint(value: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    format!("#{:016x}", h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

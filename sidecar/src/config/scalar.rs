@@ -1,0 +1,235 @@
+//! Leaf values of the configuration and the validation context.
+//!
+//! Every leaf is read as a [`Scalar`] (its text, whatever YAML type it had),
+//! then expanded and converted by [`Cx`] in the validation pass. That keeps
+//! serde's part to the document's *shape*, and puts every rule about a
+//! *value* in one place that knows the field's path and whether the value
+//! came from `${…}` (then messages name the reference, never the content).
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+use super::expand::{expand, Expanded};
+use super::{parse_duration, ConfigError, Result};
+
+/// A YAML scalar as written: string, number or boolean, kept as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scalar {
+    pub text: String,
+    /// Written as a YAML number (`interval: 5` is a duration without a unit).
+    pub number: bool,
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Scalar, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> std::result::Result<Scalar, E> {
+                Ok(Scalar {
+                    text: v.to_string(),
+                    number: false,
+                })
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> std::result::Result<Scalar, E> {
+                Ok(Scalar {
+                    text: v.to_string(),
+                    number: false,
+                })
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar {
+                    text: v.to_string(),
+                    number: true,
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar {
+                    text: v.to_string(),
+                    number: true,
+                })
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Scalar, E> {
+                Ok(Scalar {
+                    text: v.to_string(),
+                    number: true,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An expanded value that remembers where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text {
+    pub value: String,
+    refs: Vec<String>,
+}
+
+impl Text {
+    /// How an error message may refer to this value: quoted when it was
+    /// written literally, by its references when it came from `${…}`.
+    pub fn describe(&self) -> String {
+        if self.refs.is_empty() {
+            format!("{:?}", self.value)
+        } else {
+            format!("the value of {}", self.refs.join(" + "))
+        }
+    }
+
+    pub fn from_env(&self) -> bool {
+        !self.refs.is_empty()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.value
+    }
+}
+
+/// The validation pass: environment lookups and typed conversions, each
+/// error naming the field.
+pub struct Cx<'a> {
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+pub fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Cx<'_> {
+    pub fn text(&self, field: &str, s: &Scalar) -> Result<Text> {
+        let Expanded { value, refs } =
+            expand(&s.text, self.env).map_err(|msg| ConfigError::new(field, msg))?;
+        Ok(Text { value, refs })
+    }
+
+    pub fn opt_text(&self, field: &str, s: &Option<Scalar>) -> Result<Option<Text>> {
+        s.as_ref().map(|s| self.text(field, s)).transpose()
+    }
+
+    /// A required, non-empty value.
+    pub fn required(&self, field: &str, s: &Option<Scalar>, what: &str) -> Result<Text> {
+        match self.opt_text(field, s)? {
+            Some(t) if !t.value.is_empty() => Ok(t),
+            _ => Err(ConfigError::new(field, format!("is required{what}"))),
+        }
+    }
+
+    pub fn duration(&self, field: &str, s: &Option<Scalar>) -> Result<Option<Duration>> {
+        let Some(s) = s else { return Ok(None) };
+        if s.number {
+            return Err(ConfigError::new(
+                field,
+                format!("bad duration {0}: give a unit, e.g. \"{0}s\"", s.text),
+            ));
+        }
+        let t = self.text(field, s)?;
+        parse_duration(&t.value).map(Some).ok_or_else(|| {
+            ConfigError::new(
+                field,
+                format!(
+                    "bad duration {} (expected e.g. 500ms, 5s, 1m)",
+                    t.describe()
+                ),
+            )
+        })
+    }
+
+    pub fn boolean(&self, field: &str, s: &Option<Scalar>) -> Result<Option<bool>> {
+        match self.opt_text(field, s)? {
+            None => Ok(None),
+            Some(t) if t.value == "true" => Ok(Some(true)),
+            Some(t) if t.value == "false" => Ok(Some(false)),
+            Some(_) => Err(ConfigError::new(field, "must be true or false")),
+        }
+    }
+
+    pub fn threshold(&self, field: &str, s: &Option<Scalar>) -> Result<Option<u32>> {
+        match self.opt_text(field, s)? {
+            None => Ok(None),
+            Some(t) => match t.value.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(ConfigError::new(
+                    field,
+                    format!("must be a whole number >= 1, not {}", t.describe()),
+                )),
+            },
+        }
+    }
+
+    /// Deserializes a mapping (a check's type-specific keys) into `T`,
+    /// with `path` prefixed to any error's field.
+    pub fn fields<T: DeserializeOwned>(
+        &self,
+        map: &serde_yaml_ng::Mapping,
+        path: &str,
+    ) -> Result<T> {
+        let value = serde_yaml_ng::Value::Mapping(map.clone());
+        serde_path_to_error::deserialize(value).map_err(|e| shape_error(path, &e))
+    }
+}
+
+/// Turns a serde error into a [`ConfigError`] without quoting any value:
+/// serde's "invalid type: string \"…\"" would echo whatever was there.
+pub fn shape_error(
+    prefix: &str,
+    e: &serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> ConfigError {
+    let inner = e.inner().to_string();
+    let mut field = e.path().to_string();
+    if field == "." {
+        field.clear();
+    }
+    let mut field = match (prefix.is_empty(), field.is_empty()) {
+        (true, _) => field,
+        (false, true) => prefix.to_string(),
+        (false, false) if field.starts_with('[') => format!("{prefix}{field}"),
+        (false, false) => format!("{prefix}.{field}"),
+    };
+    let message = if let Some(rest) = inner.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or("");
+        if !field.ends_with(key) {
+            field = join(&field, key);
+        }
+        match rest.split_once("expected ") {
+            Some((_, expected)) => format!(
+                "unknown key (expected {})",
+                expected
+                    .replace('`', "")
+                    .trim_end_matches(|c: char| !c.is_alphanumeric())
+            ),
+            None => "unknown key".to_string(),
+        }
+    } else if let Some(rest) = inner.strip_prefix("missing field `") {
+        let key = rest.split('`').next().unwrap_or("");
+        if !field.ends_with(key) {
+            field = join(&field, key);
+        }
+        "is required".to_string()
+    } else if inner.starts_with("invalid type") || inner.starts_with("invalid value") {
+        let expected = inner
+            .rsplit_once("expected ")
+            .map(|(_, e)| e.split(" at line").next().unwrap_or(e).trim().to_string())
+            .unwrap_or_else(|| "another type".into());
+        format!("must be {expected}")
+    } else if inner.contains("recursion limit") {
+        "is nested too deeply".to_string()
+    } else {
+        "is not valid here".to_string()
+    };
+    if field.is_empty() {
+        field = "config".into();
+    }
+    ConfigError::new(field, message)
+}
