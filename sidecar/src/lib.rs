@@ -11,6 +11,7 @@
 
 pub mod checks;
 pub mod config;
+pub mod grpc;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
