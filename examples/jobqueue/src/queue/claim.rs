@@ -94,13 +94,17 @@ impl Queue {
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-        // UPDATE … RETURNING has no order: restore the claim order.
-        jobs.sort_by(|a, b| {
-            b.priority
-                .cmp(&a.priority)
-                .then(a.run_at.cmp(&b.run_at))
-                .then(a.id.cmp(&b.id))
-        });
+        sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
+}
+
+/// `UPDATE … RETURNING` has no order: restore the claim order.
+pub(super) fn sort_in_claim_order(jobs: &mut [ClaimedJob]) {
+    jobs.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then(a.run_at.cmp(&b.run_at))
+            .then(a.id.cmp(&b.id))
+    });
 }

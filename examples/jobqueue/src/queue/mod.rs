@@ -8,6 +8,7 @@
 //! | `get.rs`, `list.rs`, `stats.rs` | read | API, reaper (depth) |
 //! | `cancel.rs`, `retry.rs` | admin transitions | API |
 //! | `claim.rs` | lease due jobs (`SKIP LOCKED`) | worker fetcher |
+//! | `claim_and_complete.rs` | store finished jobs and lease new ones in one statement | worker fetcher |
 //! | `complete.rs`, `fail.rs` | fenced outcomes, batched | worker completer |
 //! | `extend.rs` | fenced lease renewal | worker lease keeper |
 //! | `release.rs` | fenced hand-back | worker drain |
@@ -22,6 +23,7 @@
 
 mod cancel;
 mod claim;
+mod claim_and_complete;
 mod complete;
 mod delete_finished;
 mod enqueue;

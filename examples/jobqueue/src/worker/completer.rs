@@ -4,97 +4,164 @@
 //! PR #258): a completion is one fenced `UPDATE` whatever the number of
 //! rows, so storing 500 outcomes costs about what storing 5 does. Why
 //! adaptive: the right moment to write depends on the load, and no user
-//! should have to tune it. A batch is written as soon as one of these holds:
-//! - it is as large as a claim (`flush_size`): a whole claim's worth of
-//!   slots comes free at once and the fetcher can claim a full batch;
-//! - no handler is running: nothing more is coming soon, waiting would only
-//!   add latency (this is what a trickle of jobs always hits);
-//! - its oldest outcome has waited [`FLUSH_AFTER`].
+//! should have to tune it.
 //!
-//! Up to [`MAX_WRITERS`] writes are in flight at once, so outcomes arriving
-//! during a write gather into the next batch instead of waiting behind it.
+//! Finished attempts land in the [`Outbox`]. Two roles empty it:
+//! - the **fetcher**, while it is claiming, takes the successes and stores
+//!   them in the same statement as its next claim
+//!   (`Queue::claim_and_complete`): under load, a slot goes from one job to
+//!   the next in one round trip and one commit;
+//! - the **completer** writes whatever the fetcher does not take: failures,
+//!   and everything when the fetcher is idle (queue drained) or stopped.
+//!   It writes at once when no handler is running or the batch is as large
+//!   as a claim (nothing more is coming / a full claim's worth of slots
+//!   comes free), else after at most [`FLUSH_AFTER`]; up to
+//!   [`MAX_WRITERS`] writes are in flight.
+//!
 //! A slot is freed only once its outcome is stored: the worker never holds
 //! more than `concurrency` unacknowledged jobs, which bounds what a
 //! `kill -9` can repeat.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::job::Status;
 use crate::metrics::Metrics;
 use crate::queue::{Failure, Queue};
+use crate::shutdown::Shutdown;
 
 use super::executor::Outcome;
 use super::ledger::Ledger;
 use super::{backoff, WorkerOptions};
 
-/// The longest an outcome waits for company before it is written.
+/// The longest an outcome waits before the completer writes it.
 pub(crate) const FLUSH_AFTER: Duration = Duration::from_millis(2);
 /// Outcomes per statement at most.
-const MAX_PER_WRITE: usize = 1000;
+pub(crate) const MAX_PER_WRITE: usize = 1000;
 /// Completion writes in flight at once.
 pub(crate) const MAX_WRITERS: usize = 2;
+
+/// Finished attempts waiting to be stored.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    items: Mutex<Vec<Outcome>>,
+    /// Wakes the completer.
+    pub for_completer: Notify,
+    /// Wakes the fetcher (a slot is about to come free).
+    pub for_fetcher: Notify,
+    /// True while the fetcher is claiming (not asleep on an empty queue,
+    /// not stopped): it will take the successes with its next claim.
+    pub fetcher_active: AtomicBool,
+}
+
+impl Outbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Outcome>> {
+        self.items.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, o: Outcome) {
+        self.lock().push(o);
+        self.for_completer.notify_one();
+        self.for_fetcher.notify_one();
+    }
+
+    /// Puts outcomes back (a combined write failed): the completer retries.
+    pub fn put_back(&self, outcomes: Vec<Outcome>) {
+        self.lock().extend(outcomes);
+        self.for_completer.notify_one();
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Up to `max` outcomes, successes and failures.
+    fn take(&self, max: usize) -> Vec<Outcome> {
+        let mut items = self.lock();
+        let n = items.len().min(max);
+        items.drain(..n).collect()
+    }
+
+    /// Up to `max` successful outcomes (failures stay for the completer).
+    pub fn take_successes(&self, max: usize) -> Vec<Outcome> {
+        let mut items = self.lock();
+        if items.is_empty() || max == 0 {
+            return Vec::new();
+        }
+        let mut taken = Vec::new();
+        let mut kept = Vec::new();
+        for o in items.drain(..) {
+            if o.result.is_ok() && taken.len() < max {
+                taken.push(o);
+            } else {
+                kept.push(o);
+            }
+        }
+        *items = kept;
+        taken
+    }
+}
 
 pub(crate) struct Completer {
     pub queue: Queue,
     pub ledger: Ledger,
     pub metrics: Arc<Metrics>,
     pub opts: Arc<WorkerOptions>,
+    pub outbox: Arc<Outbox>,
     /// Outcomes per write that free a whole claim batch.
     pub flush_size: usize,
 }
 
 impl Completer {
-    /// Runs until every sender (fetcher, executor tasks) is gone and the
-    /// last outcomes are stored.
-    pub async fn run(self, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    /// Runs until `stop`, then stores what is left and returns.
+    pub async fn run(self, mut stop: Shutdown) {
         let this = Arc::new(self);
         let writers = Arc::new(Semaphore::new(MAX_WRITERS));
         let flush_size = this.flush_size.clamp(1, MAX_PER_WRITE);
-        let mut batch: Vec<Outcome> = Vec::new();
-        let mut closed = false;
-        while !closed {
-            if batch.is_empty() && rx.recv_many(&mut batch, MAX_PER_WRITE).await == 0 {
-                break;
-            }
-            let deadline = tokio::time::Instant::now() + FLUSH_AFTER;
-            // Gather until a flush condition holds.
-            loop {
-                while batch.len() < MAX_PER_WRITE {
-                    match rx.try_recv() {
-                        Ok(o) => batch.push(o),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
-                        Err(mpsc::error::TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
-                    }
+        loop {
+            let stopping = stop.is_triggered();
+            if this.outbox.len() == 0 {
+                if stopping {
+                    break;
                 }
-                if closed
-                    || batch.len() >= flush_size
-                    || this.ledger.running() == 0
+                tokio::select! {
+                    _ = stop.wait() => {}
+                    _ = this.outbox.for_completer.notified() => {}
+                }
+                continue;
+            }
+            // Give the fetcher (if it is claiming) or more outcomes a moment,
+            // unless waiting cannot help.
+            let deadline = tokio::time::Instant::now() + FLUSH_AFTER;
+            loop {
+                let fetcher_takes = this.outbox.fetcher_active.load(Ordering::Acquire);
+                let len = this.outbox.len();
+                if stop.is_triggered()
+                    || len == 0
                     || tokio::time::Instant::now() >= deadline
+                    || (!fetcher_takes && (len >= flush_size || this.ledger.running() == 0))
                 {
                     break;
                 }
-                let room = MAX_PER_WRITE - batch.len();
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, room) => {
-                        if n == 0 { closed = true; }
-                    }
                     _ = tokio::time::sleep_until(deadline) => {}
+                    _ = this.outbox.for_completer.notified() => {}
                     // Re-check "nothing running" often: the last handler of
-                    // a burst may finish without sending (abandoned job).
+                    // a burst may end without an outcome (abandoned job).
                     _ = tokio::time::sleep(Duration::from_micros(500)) => {}
                 }
             }
             let Ok(permit) = writers.clone().acquire_owned().await else {
                 break;
             };
-            let outcomes = std::mem::take(&mut batch);
+            let outcomes = this.outbox.take(MAX_PER_WRITE);
+            if outcomes.is_empty() {
+                continue; // the fetcher took them
+            }
             let me = this.clone();
             tokio::spawn(async move {
                 me.write(outcomes).await;
@@ -144,31 +211,49 @@ impl Completer {
         };
         let completed: HashSet<i64> = completed.into_iter().collect();
         let failed: HashMap<i64, Status> = failed.into_iter().collect();
-        let metrics = &self.metrics;
-        let mut map = self.ledger.lock();
-        for o in &batch {
-            map.remove(&o.id);
-            let labels = [o.queue.as_str(), o.kind.as_str()];
-            match (&o.result, completed.contains(&o.id), failed.get(&o.id)) {
-                (Ok(()), true, _) => {
-                    metrics.job_completed_total.inc(&labels);
-                    tracing::info!(job_id = o.id, kind = %o.kind, worker_id = %opts.worker_id, "job succeeded");
+        record(
+            &self.ledger,
+            &self.metrics,
+            opts,
+            &batch,
+            &completed,
+            &failed,
+        );
+        drop(batch); // drops the permits: the slots are free again
+    }
+}
+
+/// After a write: forget the jobs, count and log each outcome. Shared by
+/// the completer and the fetcher's combined claim-and-complete.
+pub(crate) fn record(
+    ledger: &Ledger,
+    metrics: &Metrics,
+    opts: &WorkerOptions,
+    batch: &[Outcome],
+    completed: &HashSet<i64>,
+    failed: &HashMap<i64, Status>,
+) {
+    let mut map = ledger.lock();
+    for o in batch {
+        map.remove(&o.id);
+        let labels = [o.queue.as_str(), o.kind.as_str()];
+        match (&o.result, completed.contains(&o.id), failed.get(&o.id)) {
+            (Ok(()), true, _) => {
+                metrics.job_completed_total.inc(&labels);
+                tracing::info!(job_id = o.id, kind = %o.kind, worker_id = %opts.worker_id, "job succeeded");
+            }
+            (Err(e), _, Some(status)) => {
+                metrics.job_failed_total.inc(&labels);
+                if *status == Status::Dead {
+                    metrics.job_dead_total.inc(&labels);
                 }
-                (Err(e), _, Some(status)) => {
-                    metrics.job_failed_total.inc(&labels);
-                    if *status == Status::Dead {
-                        metrics.job_dead_total.inc(&labels);
-                    }
-                    tracing::warn!(job_id = o.id, kind = %o.kind, attempt = o.attempt, error = %e.message, status = %status, worker_id = %opts.worker_id, "job failed");
-                }
-                _ => {
-                    metrics.worker_lease_lost_total.inc(&[]);
-                    tracing::warn!(job_id = o.id, kind = %o.kind, worker_id = %opts.worker_id, "lease lost before the outcome was stored; outcome discarded (job was re-queued or cancelled)");
-                }
+                tracing::warn!(job_id = o.id, kind = %o.kind, attempt = o.attempt, error = %e.message, status = %status, worker_id = %opts.worker_id, "job failed");
+            }
+            _ => {
+                metrics.worker_lease_lost_total.inc(&[]);
+                tracing::warn!(job_id = o.id, kind = %o.kind, worker_id = %opts.worker_id, "lease lost before the outcome was stored; outcome discarded (job was re-queued or cancelled)");
             }
         }
-        drop(map);
-        drop(batch); // drops the permits: the slots are free again
     }
 }
 

@@ -1,5 +1,6 @@
 //! The executor: runs one claimed job's handler in its own task and hands
-//! the outcome to the completer.
+//! the outcome to the completer (or to the fetcher, which stores
+//! successes together with its next claim).
 //!
 //! Why a role of its own (River's "executor"): running user code is where
 //! things go wrong — a handler panics, never returns, or must be aborted
@@ -12,12 +13,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::handler::{JobContext, JobError, JobResult, Registry};
 use crate::metrics::Metrics;
 use crate::queue::ClaimedJob;
 
+use super::completer::Outbox;
 use super::ledger::{Held, HeldState, Ledger, RunningGuard};
 
 /// A finished attempt on its way to the database.
@@ -29,14 +31,14 @@ pub(crate) struct Outcome {
     pub attempt: i32,
     pub result: JobResult,
     /// Frees the slot when the outcome is stored (dropped).
-    pub _permit: OwnedSemaphorePermit,
+    pub permit: OwnedSemaphorePermit,
 }
 
 #[derive(Clone)]
 pub(crate) struct Executor {
     pub registry: Arc<Registry>,
     pub ledger: Ledger,
-    pub outcomes: mpsc::UnboundedSender<Outcome>,
+    pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     pub worker_id: Arc<str>,
 }
@@ -74,7 +76,7 @@ impl Executor {
         self.ledger.handler_started();
         let handler = self.registry.get(&job.kind);
         let ledger = self.ledger.clone();
-        let tx = self.outcomes.clone();
+        let outbox = self.outbox.clone();
         let metrics = self.metrics.clone();
         let ctx = JobContext {
             id: job.id,
@@ -106,14 +108,14 @@ impl Executor {
             if let Some(h) = map.get_mut(&id) {
                 if h.state == HeldState::Running {
                     h.state = HeldState::Done;
-                    let _ = tx.send(Outcome {
+                    outbox.push(Outcome {
                         id,
                         token: job.lease_token,
                         queue: job.queue,
                         kind: job.kind,
                         attempt: job.attempt,
                         result,
-                        _permit: permit,
+                        permit,
                     });
                 }
             }

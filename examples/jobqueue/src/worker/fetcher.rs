@@ -14,12 +14,16 @@
 //! - **claim again when the buffer runs low**: as soon as a batch worth of
 //!   slots is free, whatever else is still running; jobs are never leased
 //!   beyond the slots, so prefetched work counts against `concurrency`;
+//! - **store and claim in one statement**: the successes of finished jobs
+//!   waiting in the [`Outbox`] are stored by the claim that reuses their
+//!   slots (`Queue::claim_and_complete`), one round trip and one commit;
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
 //! - **sleep** when the queue is drained, until a NOTIFY (new jobs), the
 //!   poll interval (jobs whose `run_at` came due) or shutdown.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,10 +31,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 
-use super::executor::Executor;
+use super::completer::{record, Outbox};
+use super::executor::{Executor, Outcome};
 use super::WorkerOptions;
 
 /// How long the fetcher waits for a fuller batch of free slots.
@@ -44,12 +50,35 @@ pub(crate) struct Fetcher {
     pub wake: Arc<Notify>,
     pub ready: Arc<AtomicBool>,
     pub heartbeat: Heartbeat,
+    pub outbox: Arc<Outbox>,
+    pub metrics: Arc<Metrics>,
     /// Jobs per claim (see the module docs).
     pub batch: usize,
 }
 
+/// What the next claim may fill: free slots, plus the slots of finished
+/// jobs whose success is stored by the same statement.
+struct Capacity {
+    permits: Vec<OwnedSemaphorePermit>,
+    finished: Vec<Outcome>,
+}
+
+impl Capacity {
+    fn slots(&self) -> usize {
+        self.permits.iter().map(|p| p.num_permits()).sum::<usize>() + self.finished.len()
+    }
+}
+
 impl Fetcher {
     pub async fn run(mut self, mut shutdown: Shutdown) {
+        self.outbox.fetcher_active.store(true, Ordering::Release);
+        self.claim_loop(&mut shutdown).await;
+        // Stopped: the completer stores everything from now on.
+        self.outbox.fetcher_active.store(false, Ordering::Release);
+        self.outbox.for_completer.notify_one();
+    }
+
+    async fn claim_loop(&mut self, shutdown: &mut Shutdown) {
         // Wake up at least this often even when every slot is busy, so the
         // heartbeat proves the loop is alive.
         let tick = self.opts.poll_interval.min(Duration::from_secs(1));
@@ -59,47 +88,77 @@ impl Fetcher {
             if shutdown.is_triggered() {
                 return;
             }
+            // A free slot, or a finished job whose slot the claim can reuse.
             let first = tokio::select! {
                 biased;
                 _ = shutdown.wait() => return,
                 p = self.slots.clone().acquire_owned() => match p {
-                    Ok(p) => p,
+                    Ok(p) => Some(p),
                     Err(_) => return,
                 },
+                _ = self.outbox.for_fetcher.notified() => None,
                 _ = tokio::time::sleep(tick) => continue,
             };
-            let mut permits = vec![first];
-            self.take_free_slots(&mut permits);
-            let held: usize = permits.iter().map(|p| p.num_permits()).sum();
-            if held < self.batch {
-                let missing = u32::try_from(self.batch - held).unwrap_or(u32::MAX);
-                if let Ok(Ok(more)) = tokio::time::timeout(
-                    CLAIM_LINGER,
-                    self.slots.clone().acquire_many_owned(missing),
-                )
-                .await
-                {
-                    permits.push(more);
-                } else {
-                    self.take_free_slots(&mut permits);
+            let mut cap = Capacity {
+                permits: first.into_iter().collect(),
+                finished: Vec::new(),
+            };
+            self.gather(&mut cap);
+            if cap.slots() < self.batch {
+                // Linger briefly for a fuller claim: slots come free one by
+                // one when handlers are long.
+                let deadline = tokio::time::Instant::now() + CLAIM_LINGER;
+                while cap.slots() < self.batch {
+                    let missing = u32::try_from(self.batch - cap.slots()).unwrap_or(u32::MAX);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        p = self.slots.clone().acquire_many_owned(missing) => match p {
+                            Ok(p) => cap.permits.push(p),
+                            Err(_) => return,
+                        },
+                        _ = self.outbox.for_fetcher.notified() => {}
+                    }
+                    self.gather(&mut cap);
                 }
             }
-            let wanted: usize = permits.iter().map(|p| p.num_permits()).sum();
+            let wanted = cap.slots();
+            if wanted == 0 {
+                continue; // woken, but the completer took the outcomes
+            }
+            let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
             // Not raced against shutdown: a claim in flight when SIGTERM
             // arrives completes, and its rows are run (or handed back).
             let claimed = self
                 .queue
-                .claim(
+                .claim_and_complete(
                     &self.opts.queues,
                     wanted,
                     self.opts.lease_duration,
                     &self.opts.worker_id,
+                    &done,
                 )
                 .await;
             match claimed {
-                Ok(jobs) => {
+                Ok((jobs, completed)) => {
                     error_backoff = Duration::from_millis(100);
                     self.ready.store(true, Ordering::SeqCst);
+                    let Capacity {
+                        mut permits,
+                        finished,
+                    } = cap;
+                    if !finished.is_empty() {
+                        let completed: HashSet<i64> = completed.into_iter().collect();
+                        record(
+                            &self.executor.ledger,
+                            &self.metrics,
+                            &self.opts,
+                            &finished,
+                            &completed,
+                            &HashMap::new(),
+                        );
+                        // Their slots pass to the jobs just claimed.
+                        permits.extend(finished.into_iter().map(|o| o.permit));
+                    }
                     let got = jobs.len();
                     let mut jobs = jobs.into_iter();
                     'start: for mut permit in permits {
@@ -116,23 +175,32 @@ impl Fetcher {
                     if got == wanted {
                         continue; // there may be more due right now
                     }
-                    // Queue drained: sleep until notified, polled, or stopped.
+                    // Queue drained: sleep until notified, polled, or stopped;
+                    // meanwhile the completer stores outcomes at once.
+                    self.outbox.fetcher_active.store(false, Ordering::Release);
+                    self.outbox.for_completer.notify_one();
                     tokio::select! {
                         biased;
                         _ = shutdown.wait() => return,
                         _ = self.wake.notified() => {}
                         _ = tokio::time::sleep(self.opts.poll_interval) => {}
                     }
+                    self.outbox.fetcher_active.store(true, Ordering::Release);
                 }
                 Err(e) => {
-                    drop(permits);
+                    // The finished jobs' outcomes go back to the completer,
+                    // which retries them; the free slots are released.
+                    self.outbox.put_back(cap.finished);
+                    drop(cap.permits);
                     self.ready.store(false, Ordering::SeqCst);
                     tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), retry_in_ms = error_backoff.as_millis() as u64, "claiming jobs failed");
+                    self.outbox.fetcher_active.store(false, Ordering::Release);
                     tokio::select! {
                         biased;
                         _ = shutdown.wait() => return,
                         _ = tokio::time::sleep(error_backoff) => {}
                     }
+                    self.outbox.fetcher_active.store(true, Ordering::Release);
                     error_backoff = (error_backoff * 2)
                         .min(self.opts.poll_interval.max(Duration::from_secs(2)));
                 }
@@ -140,20 +208,24 @@ impl Fetcher {
         }
     }
 
-    /// Adds every free slot, up to a batch, without waiting.
-    fn take_free_slots(&self, permits: &mut Vec<OwnedSemaphorePermit>) {
-        let have: usize = permits.iter().map(|p| p.num_permits()).sum();
+    /// Adds finished successes and free slots, up to a batch (successes
+    /// beyond a batch are taken too: storing them is what frees slots).
+    fn gather(&self, cap: &mut Capacity) {
+        let finished = self
+            .outbox
+            .take_successes(super::completer::MAX_PER_WRITE - cap.finished.len());
+        cap.finished.extend(finished);
         let free = self
             .slots
             .available_permits()
-            .min(self.batch.saturating_sub(have));
+            .min(self.batch.saturating_sub(cap.slots()));
         if free > 0 {
             if let Ok(p) = self
                 .slots
                 .clone()
                 .try_acquire_many_owned(u32::try_from(free).unwrap_or(u32::MAX))
             {
-                permits.push(p);
+                cap.permits.push(p);
             }
         }
     }

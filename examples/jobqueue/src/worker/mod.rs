@@ -7,7 +7,7 @@
 //!
 //! | file | role |
 //! |---|---|
-//! | `fetcher.rs` | when and how many to claim (adaptive batch, prefetch while jobs run, linger, sleep until NOTIFY/poll), heartbeat |
+//! | `fetcher.rs` | when and how many to claim (adaptive batch, prefetch while jobs run, linger, sleep until NOTIFY/poll); stores finished jobs with its next claim; heartbeat |
 //! | `executor.rs` | one task per job: runs the handler, reports the outcome once |
 //! | `completer.rs` | stores outcomes in adaptive batches, then frees their slots |
 //! | `lease_keeper.rs` | renews held leases; aborts handlers whose lease is gone |
@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::handler::Registry;
@@ -43,8 +43,8 @@ use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 
-use completer::Completer;
-use executor::{Executor, Outcome};
+use completer::{Completer, Outbox};
+use executor::Executor;
 use fetcher::{Fetcher, Heartbeat};
 use ledger::{HeldState, Ledger};
 
@@ -178,7 +178,7 @@ impl Worker {
         let ledger = Ledger::default();
         let wake = Arc::new(Notify::new());
         let (stop_tx, stop) = Shutdown::manual(); // stops the helper tasks at the very end
-        let (outcome_tx, outcome_rx) = mpsc::unbounded_channel::<Outcome>();
+        let outbox = Arc::new(Outbox::default());
 
         let listener = tokio::spawn(listener::run(
             self.database_url.clone(),
@@ -192,9 +192,10 @@ impl Worker {
                 ledger: ledger.clone(),
                 metrics: self.metrics.clone(),
                 opts: opts.clone(),
+                outbox: outbox.clone(),
                 flush_size: batch,
             }
-            .run(outcome_rx),
+            .run(stop.clone()),
         );
         let keeper = tokio::spawn(lease_keeper::run(
             self.queue.clone(),
@@ -209,7 +210,7 @@ impl Worker {
             executor: Executor {
                 registry: self.registry.clone(),
                 ledger: ledger.clone(),
-                outcomes: outcome_tx,
+                outbox: outbox.clone(),
                 metrics: self.metrics.clone(),
                 worker_id: Arc::from(opts.worker_id.as_str()),
             },
@@ -217,20 +218,21 @@ impl Worker {
             wake,
             ready: self.ready.clone(),
             heartbeat: Heartbeat::new(opts.heartbeat_file.clone()),
+            outbox: outbox.clone(),
+            metrics: self.metrics.clone(),
             batch,
         };
         fetcher.run(shutdown).await;
         self.ready.store(false, Ordering::SeqCst);
         self.drain(&ledger, &opts).await;
-        // Remaining outcomes (finished handlers) are flushed; the completer
-        // exits when the last sender (fetcher's, tasks') is gone.
+        // The completer stores what is left, then stops; then the helpers.
+        let _ = stop_tx.send(true);
         if tokio::time::timeout(Duration::from_secs(10), completer)
             .await
             .is_err()
         {
             tracing::warn!("storing the last outcomes timed out; their leases will expire and the reaper re-queues them");
         }
-        let _ = stop_tx.send(true);
         let _ = keeper.await;
         listener.abort();
         tracing::info!(worker_id = %opts.worker_id, "worker stopped");
