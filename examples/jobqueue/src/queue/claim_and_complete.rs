@@ -1,0 +1,138 @@
+//! Store finished jobs and claim new ones in one statement: the worker's
+//! hot path when jobs are short.
+//!
+//! Why: a worker may hold only `concurrency` leases, so a slot is reused
+//! only after its job's outcome is stored. With separate statements every
+//! slot waits for two round trips and two commits (complete, then claim);
+//! here one data-modifying CTE does both, atomically: the finished jobs
+//! become `succeeded` (fenced by their lease tokens, as in `complete.rs`)
+//! in the same commit that leases the jobs taking their slots. The held
+//! count never exceeds `concurrency` at any instant. The two `UPDATE`s
+//! touch disjoint rows (`running` vs `queued`).
+
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+
+use super::{millis, ClaimedJob, Queue, QueueError};
+
+fn sql(queue_filter: &str) -> String {
+    format!(
+        "
+WITH done AS (
+    UPDATE jobs AS j
+    SET status = 'succeeded', finished_at = now(), updated_at = now(),
+        lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+    FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
+    WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+    RETURNING j.id),
+claimed AS (
+    UPDATE jobs AS j
+    SET status = 'running', attempts = j.attempts + 1, lease_token = $5,
+        lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now()
+    WHERE j.id = ANY(ARRAY(
+        SELECT id FROM jobs
+        WHERE status = 'queued' AND {queue_filter} AND run_at <= now()
+        ORDER BY priority DESC, run_at, id
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED))
+    RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at)
+SELECT true, id, NULL::text, NULL::text, NULL::jsonb, NULL::int, NULL::int, NULL::int, NULL::timestamptz FROM done
+UNION ALL
+SELECT false, id, queue, kind, payload, attempts, max_attempts, priority, run_at FROM claimed"
+    )
+}
+
+impl Queue {
+    /// Marks `done` (`(id, lease_token)`) succeeded and claims up to `limit`
+    /// due jobs, in one statement. Returns the claimed jobs (in claim order)
+    /// and the ids actually completed (a missing id: its lease was lost).
+    pub async fn claim_and_complete(
+        &self,
+        queues: &[String],
+        limit: usize,
+        lease: Duration,
+        worker_id: &str,
+        done: &[(i64, i64)],
+    ) -> Result<(Vec<ClaimedJob>, Vec<i64>), QueueError> {
+        if done.is_empty() {
+            return Ok((
+                self.claim(queues, limit, lease, worker_id).await?,
+                Vec::new(),
+            ));
+        }
+        let ids: Vec<i64> = done.iter().map(|l| l.0).collect();
+        let tokens: Vec<i64> = done.iter().map(|l| l.1).collect();
+        let client = self.pool().get().await?;
+        let token: i64 = rand::random();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease_ms = millis(lease) as f64;
+        let rows = if let [queue] = queues {
+            let stmt = client
+                .prepare_typed_cached(
+                    &sql("queue = $3"),
+                    &[
+                        Type::INT8_ARRAY,
+                        Type::INT8_ARRAY,
+                        Type::TEXT,
+                        Type::INT8,
+                        Type::INT8,
+                        Type::FLOAT8,
+                        Type::TEXT,
+                    ],
+                )
+                .await?;
+            client
+                .query(
+                    &stmt,
+                    &[&ids, &tokens, queue, &limit, &token, &lease_ms, &worker_id],
+                )
+                .await?
+        } else {
+            let stmt = client
+                .prepare_typed_cached(
+                    &sql("queue = ANY($3)"),
+                    &[
+                        Type::INT8_ARRAY,
+                        Type::INT8_ARRAY,
+                        Type::TEXT_ARRAY,
+                        Type::INT8,
+                        Type::INT8,
+                        Type::FLOAT8,
+                        Type::TEXT,
+                    ],
+                )
+                .await?;
+            client
+                .query(
+                    &stmt,
+                    &[
+                        &ids, &tokens, &queues, &limit, &token, &lease_ms, &worker_id,
+                    ],
+                )
+                .await?
+        };
+        let mut completed = Vec::new();
+        let mut jobs = Vec::new();
+        for r in &rows {
+            let is_done: bool = r.try_get(0)?;
+            if is_done {
+                completed.push(r.try_get(1)?);
+                continue;
+            }
+            jobs.push(ClaimedJob {
+                id: r.try_get(1)?,
+                queue: r.try_get(2)?,
+                kind: r.try_get(3)?,
+                payload: r.try_get(4)?,
+                attempt: r.try_get(5)?,
+                max_attempts: r.try_get(6)?,
+                priority: r.try_get(7)?,
+                run_at: r.try_get(8)?,
+                lease_token: token,
+            });
+        }
+        super::claim::sort_in_claim_order(&mut jobs);
+        Ok((jobs, completed))
+    }
+}
