@@ -20,6 +20,8 @@
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
+//! - **two claims in flight**: while one claim statement is on its way,
+//!   the next gathers its slots ([`CLAIMS_IN_FLIGHT`]);
 //! - **sleep** when the queue is drained, until a NOTIFY (new jobs), the
 //!   poll interval (jobs whose `run_at` came due) or shutdown.
 
@@ -30,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
 use crate::queue::Queue;
@@ -38,6 +41,24 @@ use crate::shutdown::Shutdown;
 use super::completer::{record, Outbox};
 use super::executor::{Executor, Outcome};
 use super::WorkerOptions;
+
+/// Claim statements in flight at once: while one is on its way, the next
+/// gathers its slots, so the database is never waiting for the worker.
+pub(crate) const CLAIMS_IN_FLIGHT: usize = 2;
+
+type ClaimResult = (
+    Capacity,
+    Result<(Vec<crate::queue::ClaimedJob>, Vec<i64>), crate::QueueError>,
+);
+
+enum Settled {
+    /// Got every job asked for: more may be due.
+    Full,
+    /// Got fewer: the queue is drained for now.
+    Drained,
+    /// Failed: wait this long before the next claim.
+    Failed(Duration),
+}
 
 /// How long the fetcher waits for a fuller batch of free slots.
 pub(crate) const CLAIM_LINGER: Duration = Duration::from_millis(2);
@@ -83,18 +104,54 @@ impl Fetcher {
         // heartbeat proves the loop is alive.
         let tick = self.opts.poll_interval.min(Duration::from_secs(1));
         let mut error_backoff = Duration::from_millis(100);
+        let mut in_flight: JoinSet<ClaimResult> = JoinSet::new();
+        // A claim came back short: no new claim until a NOTIFY or the poll.
+        let mut drained = false;
         loop {
             self.heartbeat.touch();
             if shutdown.is_triggered() {
-                return;
+                break;
             }
-            // A free slot, or a finished job whose slot the claim can reuse.
+            if in_flight.len() >= CLAIMS_IN_FLIGHT || (drained && !in_flight.is_empty()) {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => break,
+                    Some(r) = in_flight.join_next() => {
+                        let settled = self.settle(r, &mut error_backoff);
+                        drained = self.after(settled, drained, shutdown).await;
+                    }
+                }
+                continue;
+            }
+            if drained {
+                // Queue drained and nothing in flight: sleep until notified,
+                // polled, or stopped; meanwhile the completer stores
+                // outcomes at once.
+                self.outbox.fetcher_active.store(false, Ordering::Release);
+                self.outbox.for_completer.notify_one();
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => {}
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.opts.poll_interval) => {}
+                }
+                self.outbox.fetcher_active.store(true, Ordering::Release);
+                drained = false;
+                continue;
+            }
+            // A free slot, or a finished job whose slot the claim can reuse,
+            // or a claim in flight that came back.
             let first = tokio::select! {
                 biased;
-                _ = shutdown.wait() => return,
+                _ = shutdown.wait() => break,
+                Some(r) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    let settled = self.settle(r, &mut error_backoff);
+                    drained = self.after(settled, drained, shutdown).await;
+                    continue;
+                }
                 p = self.slots.clone().acquire_owned() => match p {
                     Ok(p) => Some(p),
-                    Err(_) => return,
+                    Err(_) => break,
                 },
                 _ = self.outbox.for_fetcher.notified() => None,
                 _ = tokio::time::sleep(tick) => continue,
@@ -121,89 +178,121 @@ impl Fetcher {
                     self.gather(&mut cap);
                 }
             }
-            let wanted = cap.slots();
-            if wanted == 0 {
+            if cap.slots() == 0 {
                 continue; // woken, but the completer took the outcomes
             }
-            let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
             // Not raced against shutdown: a claim in flight when SIGTERM
             // arrives completes, and its rows are run (or handed back).
-            let claimed = self
-                .queue
-                .claim_and_complete(
-                    &self.opts.queues,
-                    wanted,
-                    self.opts.lease_duration,
-                    &self.opts.worker_id,
-                    &done,
-                )
-                .await;
-            match claimed {
-                Ok((jobs, completed)) => {
-                    error_backoff = Duration::from_millis(100);
-                    self.ready.store(true, Ordering::SeqCst);
-                    let Capacity {
-                        mut permits,
-                        finished,
-                    } = cap;
-                    if !finished.is_empty() {
-                        let completed: HashSet<i64> = completed.into_iter().collect();
-                        record(
-                            &self.executor.ledger,
-                            &self.metrics,
-                            &self.opts,
-                            &finished,
-                            &completed,
-                            &HashMap::new(),
-                        );
-                        // Their slots pass to the jobs just claimed.
-                        permits.extend(finished.into_iter().map(|o| o.permit));
-                    }
-                    let got = jobs.len();
-                    let mut jobs = jobs.into_iter();
-                    'start: for mut permit in permits {
-                        // A permit may stand for several slots: one per job.
-                        while permit.num_permits() > 1 {
-                            let Some(job) = jobs.next() else { break 'start };
-                            if let Some(one) = permit.split(1) {
-                                self.executor.start(job, one);
-                            }
+            let queue = self.queue.clone();
+            let opts = self.opts.clone();
+            in_flight.spawn(async move {
+                let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
+                let r = queue
+                    .claim_and_complete(
+                        &opts.queues,
+                        cap.slots(),
+                        opts.lease_duration,
+                        &opts.worker_id,
+                        &done,
+                    )
+                    .await;
+                (cap, r)
+            });
+        }
+        // Stopped: the claims in flight still start their jobs (the drain
+        // finishes or hands them back).
+        while let Some(r) = in_flight.join_next().await {
+            self.settle(r, &mut error_backoff);
+        }
+    }
+
+    /// What a settled claim means for the loop: the new `drained` flag;
+    /// after a failure, waits out the backoff first.
+    async fn after(&self, settled: Settled, drained: bool, shutdown: &mut Shutdown) -> bool {
+        match settled {
+            Settled::Full => false,
+            Settled::Drained => true,
+            Settled::Failed(wait) => {
+                self.outbox.fetcher_active.store(false, Ordering::Release);
+                self.outbox.for_completer.notify_one();
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                self.outbox.fetcher_active.store(true, Ordering::Release);
+                drained
+            }
+        }
+    }
+
+    /// Applies a claim's result: records the stored successes, starts the
+    /// claimed jobs on the freed and free slots.
+    fn settle(
+        &mut self,
+        joined: Result<ClaimResult, tokio::task::JoinError>,
+        error_backoff: &mut Duration,
+    ) -> Settled {
+        let (cap, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                // The claim task panicked: its slots were released with it.
+                tracing::error!(error = %e, "claim task failed");
+                return Settled::Failed(*error_backoff);
+            }
+        };
+        let wanted = cap.slots();
+        match result {
+            Ok((jobs, completed)) => {
+                *error_backoff = Duration::from_millis(100);
+                self.ready.store(true, Ordering::SeqCst);
+                let Capacity {
+                    mut permits,
+                    finished,
+                } = cap;
+                if !finished.is_empty() {
+                    let completed: HashSet<i64> = completed.into_iter().collect();
+                    record(
+                        &self.executor.ledger,
+                        &self.metrics,
+                        &self.opts,
+                        &finished,
+                        &completed,
+                        &HashMap::new(),
+                    );
+                    // Their slots pass to the jobs just claimed.
+                    permits.extend(finished.into_iter().map(|o| o.permit));
+                }
+                let got = jobs.len();
+                let mut jobs = jobs.into_iter();
+                'start: for mut permit in permits {
+                    // A permit may stand for several slots: one per job.
+                    while permit.num_permits() > 1 {
+                        let Some(job) = jobs.next() else { break 'start };
+                        if let Some(one) = permit.split(1) {
+                            self.executor.start(job, one);
                         }
-                        let Some(job) = jobs.next() else { break };
-                        self.executor.start(job, permit);
                     }
-                    if got == wanted {
-                        continue; // there may be more due right now
-                    }
-                    // Queue drained: sleep until notified, polled, or stopped;
-                    // meanwhile the completer stores outcomes at once.
-                    self.outbox.fetcher_active.store(false, Ordering::Release);
-                    self.outbox.for_completer.notify_one();
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.wait() => return,
-                        _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(self.opts.poll_interval) => {}
-                    }
-                    self.outbox.fetcher_active.store(true, Ordering::Release);
+                    let Some(job) = jobs.next() else { break };
+                    self.executor.start(job, permit);
                 }
-                Err(e) => {
-                    // The finished jobs' outcomes go back to the completer,
-                    // which retries them; the free slots are released.
-                    self.outbox.put_back(cap.finished);
-                    drop(cap.permits);
-                    self.ready.store(false, Ordering::SeqCst);
-                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), retry_in_ms = error_backoff.as_millis() as u64, "claiming jobs failed");
-                    self.outbox.fetcher_active.store(false, Ordering::Release);
-                    tokio::select! {
-                        biased;
-                        _ = shutdown.wait() => return,
-                        _ = tokio::time::sleep(error_backoff) => {}
-                    }
-                    self.outbox.fetcher_active.store(true, Ordering::Release);
-                    error_backoff = (error_backoff * 2)
-                        .min(self.opts.poll_interval.max(Duration::from_secs(2)));
+                if got == wanted {
+                    Settled::Full
+                } else {
+                    Settled::Drained
                 }
+            }
+            Err(e) => {
+                // The finished jobs' outcomes go back to the completer,
+                // which retries them; the free slots are released.
+                self.outbox.put_back(cap.finished);
+                drop(cap.permits);
+                self.ready.store(false, Ordering::SeqCst);
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), retry_in_ms = error_backoff.as_millis() as u64, "claiming jobs failed");
+                let wait = *error_backoff;
+                *error_backoff =
+                    (wait * 2).min(self.opts.poll_interval.max(Duration::from_secs(2)));
+                Settled::Failed(wait)
             }
         }
     }

@@ -122,11 +122,14 @@ impl Worker {
     /// `database_url` is used for the pool and for the LISTEN connection.
     pub fn new(database_url: &str, registry: Registry, options: WorkerOptions) -> Result<Self> {
         let url = crate::db::normalise_url(database_url).map_err(Error::Url)?;
-        // claim + completion writers + lease keeper + hand-back/spare.
+        // claims + completion writers + lease keeper + hand-back/spare.
         // Asynchronous commit: every write through this pool is a worker
         // state change that at-least-once delivery can lose safely (see
         // `pool_async_commit`).
-        let pool = crate::db::pool_async_commit(&url, 3 + completer::MAX_WRITERS)?;
+        let pool = crate::db::pool_async_commit(
+            &url,
+            2 + fetcher::CLAIMS_IN_FLIGHT + completer::MAX_WRITERS,
+        )?;
         Ok(Worker {
             queue: Queue::new(pool),
             database_url: url,
