@@ -25,7 +25,12 @@ import yaml
 
 VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 FILE = re.compile(r"\$\{file:([^}]+)\}")
-STAND_IN = {"DATABASE_URL": "postgresql://user:pw@db.example:5432/app", "REDIS_URL": "redis://cache.example:6379/0"}
+STAND_IN = {
+    "DATABASE_URL": "postgresql://user:pw@db.example:5432/app",
+    "REDIS_URL": "redis://cache.example:6379/0",
+    # berth wants 16+ characters (the chart renders 40)
+    "BERTH_LIFECYCLE_TOKEN": "stand-in-lifecycle-token-0123456789",
+}
 
 
 def configs(paths):

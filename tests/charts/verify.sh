@@ -13,7 +13,8 @@
 #      ci/*-values.yaml), helm dependency build, helm lint (helm 3 and helm 4,
 #      --strict, once per ci values file and once with defaults)
 #   3. helm template with helm 3 and helm 4 for Kubernetes 1.28 and 1.35, for
-#      every charts/*/ci/*-values.yaml, the defaults, examples/jobqueue and
+#      every charts/*/ci/*-values.yaml (and every overlay ci/<scenario>/*.yaml
+#      given after its ci/<scenario>-values.yaml), the defaults, examples/jobqueue and
 #      examples/existing-pod/chart; the helm 3 and helm 4 renders must be
 #      identical (helm 4's extra blank lines removed)
 #   4. kubernetes-validate --strict of every render against its Kubernetes
@@ -77,7 +78,7 @@ for chart in "${CHARTS[@]}"; do
   [ -f "$chart/Chart.yaml" ] || { bad "$name: no Chart.yaml"; continue; }
   if log "$VB/yamale" --schema "$CT_ETC/chart_schema.yaml" "$chart/Chart.yaml"; then ok "$name: yamale (ct chart_schema)"
   else bad "$name: yamale, see $OUT/logs/$LOGNAME.log"; fi
-  yl=("$chart/Chart.yaml" "$chart/values.yaml"); for f in "$chart"/ci/*-values.yaml; do [ -f "$f" ] && yl+=("$f"); done
+  yl=("$chart/Chart.yaml" "$chart/values.yaml"); for f in "$chart"/ci/*-values.yaml "$chart"/ci/*/*.yaml; do [ -f "$f" ] && yl+=("$f"); done
   if log "$VB/yamllint" --strict --config-file "$CT_ETC/lintconf.yaml" "${yl[@]}"; then ok "$name: yamllint (ct lintconf, ${#yl[@]} files)"
   else bad "$name: yamllint, see $OUT/logs/$LOGNAME.log"; fi
   if [ "$chart" = "$ROOT/charts/berth" ]; then
@@ -91,10 +92,12 @@ for chart in "${CHARTS[@]}"; do
     else bad "$name: helm dependency build"; fi
   fi
   cases=(""); for f in "$chart"/ci/*-values.yaml; do [ -f "$f" ] && cases+=("$f"); done
+  # overlays: ci/<scenario>/*.yaml, each given after ci/<scenario>-values.yaml
+  for f in "$chart"/ci/*/*.yaml; do [ -f "$f" ] && cases+=("${f%/*}-values.yaml,$f"); done
   for h in "$H3" "$H4"; do
     n=0; good=0
     for c in "${cases[@]}"; do
-      n=$((n+1)); va=(); [ -n "$c" ] && va=(-f "$c")
+      n=$((n+1)); va=(); [ -n "$c" ] && for v in ${c//,/ }; do va+=(-f "$v"); done
       log "$h" lint --strict "$chart" "${va[@]}" && good=$((good+1))
     done
     [ $good = $n ] && ok "$name: $(basename "$h") lint --strict $good/$n" || bad "$name: $(basename "$h") lint --strict $good/$n, see $OUT/logs/$LOGNAME.log"
@@ -105,16 +108,31 @@ done
 # case name | chart dir | values file (empty = defaults)
 CASES=("berth-default|$ROOT/charts/berth|")
 for f in "$ROOT"/charts/berth/ci/*-values.yaml; do CASES+=("berth-$(basename "$f" -values.yaml)|$ROOT/charts/berth|$f"); done
+# overlays (ci/<scenario>/<overlay>.yaml after ci/<scenario>-values.yaml), like `-f base -f overlay`
+for f in "$ROOT"/charts/berth/ci/*/*.yaml; do
+  [ -f "$f" ] || continue; d=${f%/*}
+  CASES+=("berth-$(basename "$d")-$(basename "$f" .yaml)|$ROOT/charts/berth|$d-values.yaml,$f")
+done
 # examples/jobqueue/values.yaml is charts/berth/ci/jobqueue-values.yaml (a
 # symlink, so ct install deploys the whole job queue too).
 [ "$(readlink -f "$ROOT/charts/berth/ci/jobqueue-values.yaml")" = "$ROOT/examples/jobqueue/values.yaml" ] \
   || CASES+=("jobqueue|$ROOT/charts/berth|$ROOT/examples/jobqueue/values.yaml")
 CASES+=("existing-pod|$ROOT/examples/existing-pod/chart|")
+# comparable RENDER -> the render without blank lines (helm 4 adds some) and
+# with the release's random lifecycle token (one per render, see
+# charts/berth-lib/templates/_lifecycle.tpl) replaced by a placeholder
+comparable() {
+  local tok
+  tok=$(grep -A1 'name: BERTH_LIFECYCLE_TOKEN' "$1" | sed -n 's/^ *value: *//p' | head -1 | tr -d '"')
+  if [ -n "$tok" ]; then
+    grep -v '^[[:space:]]*$' "$1" | sed -e "s/$tok/LIFECYCLE-TOKEN/g" -e "s/$(printf %s "$tok" | base64 -w0)/LIFECYCLE-TOKEN-BASE64/g"
+  else grep -v '^[[:space:]]*$' "$1"; fi
+}
 LOGNAME=template
 renders=0; rfail=0; diffs=0; t_render0=$(date +%s.%N)
 for entry in "${CASES[@]}"; do
   IFS='|' read -r cname chart vals <<<"$entry"
-  va=(); [ -n "$vals" ] && va=(-f "$vals")
+  va=(); [ -n "$vals" ] && for v in ${vals//,/ }; do va+=(-f "$v"); done
   for kv in "${KUBE_VERSIONS[@]}"; do
     for hv in 3 4; do
       h=$TOOLS/bin/helm$hv; o=$OUT/render/helm$hv/$kv; mkdir -p "$o"
@@ -125,7 +143,7 @@ for entry in "${CASES[@]}"; do
       fi
     done
     a=$OUT/render/helm3/$kv/$cname.yaml; b=$OUT/render/helm4/$kv/$cname.yaml
-    if [ -f "$a" ] && [ -f "$b" ] && ! diff <(grep -v '^[[:space:]]*$' "$a") <(grep -v '^[[:space:]]*$' "$b") >> "$OUT/logs/render-diff.log" 2>&1; then
+    if [ -f "$a" ] && [ -f "$b" ] && ! diff <(comparable "$a") <(comparable "$b") >> "$OUT/logs/render-diff.log" 2>&1; then
       diffs=$((diffs+1)); echo "helm3 != helm4: $cname $kv" >> "$OUT/logs/render-diff.log"
     fi
   done

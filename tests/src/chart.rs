@@ -361,11 +361,52 @@ pub fn all_scenario_renders(helm: Helm) -> Vec<(String, Manifests)> {
     ci_files.sort();
     assert!(ci_files.len() >= 5, "ci scenarios present: {ci_files:?}");
     files.extend(ci_files);
-    for f in &files {
+    let mut cases: Vec<Vec<String>> = files.into_iter().map(|f| vec![f]).collect();
+    cases.extend(scenario_overlays());
+    for case in &cases {
         for kube in ["1.28.0", "1.35.0"] {
-            let m = Render::berth(helm).values(f).kube(kube).ok();
-            out.push((format!("{f}@{kube}"), m));
+            let mut r = Render::berth(helm).kube(kube);
+            for f in case {
+                r = r.values(f);
+            }
+            out.push((format!("{}@{kube}", case.join("+")), r.ok()));
         }
     }
+    out
+}
+
+/// Overlays of a ci scenario: `charts/berth/ci/<scenario>/<overlay>.yaml`,
+/// each given after `charts/berth/ci/<scenario>-values.yaml` (as
+/// `helm template -f base -f overlay` would), sorted.
+pub fn scenario_overlays() -> Vec<Vec<String>> {
+    let ci = crate::workspace_root().join("charts/berth/ci");
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(&ci)
+        .expect("ci dir")
+        .filter_map(|e| e.ok())
+    {
+        if !dir.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let scenario = dir.file_name().to_string_lossy().into_owned();
+        let base = format!("charts/berth/ci/{scenario}-values.yaml");
+        assert!(
+            ci.join(format!("{scenario}-values.yaml")).is_file(),
+            "overlay directory ci/{scenario} has no ci/{scenario}-values.yaml"
+        );
+        for f in std::fs::read_dir(dir.path())
+            .expect("overlay dir")
+            .filter_map(|e| e.ok())
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".yaml") {
+                out.push(vec![
+                    base.clone(),
+                    format!("charts/berth/ci/{scenario}/{name}"),
+                ]);
+            }
+        }
+    }
+    out.sort();
     out
 }

@@ -6,6 +6,7 @@ use berth_tests::chart::{Render, HELMS};
 
 const WEB: &str = "charts/berth/ci/web-values.yaml";
 const JOBS: &str = "charts/berth/ci/jobs-values.yaml";
+const STS: &str = "charts/berth/ci/statefulset-values.yaml";
 
 /// (values file, --set list, text the error must contain)
 const CASES: &[(&str, &[&str], &str)] = &[
@@ -43,6 +44,52 @@ const CASES: &[(&str, &[&str], &str)] = &[
     (WEB, &["workloads.web.berth.checks.db.type=postgres", "workloads.web.berth.checks.db.url=postgres://app:${DB_PASSWORD}@db:5432/app"], "workloads.web.berth.checks.db.url uses ${DB_PASSWORD}, but the berth container has no env DB_PASSWORD"),
     (JOBS, &["workloads.nightly.cronJob.schedule="], "workloads.nightly.cronJob.schedule is required"),
     (JOBS, &["workloads.setup.replicas=2"], "workloads.setup.replicas is only for Deployment and StatefulSet"),
+    // values that would render and then crash-loop berth or be refused by the API server
+    (WEB, &["workloads.web.berth.drain.timeout=3s"], "workloads.web.berth.drain.timeout=3s must be greater than workloads.web.berth.drain.delay=3s"),
+    (WEB, &["workloads.web.berth.drain.delay=1m", "workloads.web.berth.drain.timeout=30s"], "workloads.web.berth.drain.timeout=30s must be greater than workloads.web.berth.drain.delay=1m"),
+    (WEB, &["workloads.web.berth.checks.app.url=https://127.0.0.1:8443/healthz"], "workloads.web.berth.checks.app.url=\"https://127.0.0.1:8443/healthz\": an http check speaks plain HTTP"),
+    (WEB, &["workloads.web.berth.checks.app.url=127.0.0.1:8080/healthz"], "workloads.web.berth.checks.app.url=\"127.0.0.1:8080/healthz\" is not an http:// URL"),
+    (WEB, &["workloads.web.berth.checks.db.type=postgres", "workloads.web.berth.checks.db.url=mysql://db:3306/app"], "workloads.web.berth.checks.db.url: a postgres check takes a postgres:// or postgresql:// URL"),
+    (JOBS, &["workloads.nightly.cronJob.schedule=17 3 * *"], "workloads.nightly.cronJob.schedule=\"17 3 * *\" is not a cron schedule"),
+    (JOBS, &["workloads.nightly.cronJob.schedule=17 3 * * * *"], "workloads.nightly.cronJob.schedule=\"17 3 * * * *\" is not a cron schedule"),
+    (JOBS, &["workloads.nightly.cronJob.schedule=@fortnightly"], "workloads.nightly.cronJob.schedule=\"@fortnightly\" is not a cron schedule"),
+    (JOBS, &["workloads.nightly.cronJob.schedule=CRON_TZ=UTC 17 3 * * *"], "set workloads.nightly.cronJob.timeZone instead"),
+    (JOBS, &["workloads.nightly.cronJob.timeZone=UTC+2"], "workloads.nightly.cronJob.timeZone=\"UTC+2\" is not an IANA time zone name"),
+    (JOBS, &["workloads.nightly.cronJob.timeZone=+02:00"], "workloads.nightly.cronJob.timeZone=\"+02:00\" is not an IANA time zone name"),
+    (WEB, &["workloads.web.ports.metrics-exporter-v2.port=9100"], "workloads.web.ports.metrics-exporter-v2: a container port name has at most 15 characters"),
+    (WEB, &["workloads.web.ports.8081.port=8081"], "workloads.web.ports.8081: a container port name needs at least one letter"),
+    (WEB, &["workloads.web.ports.my--port.port=8081"], "workloads.web.ports.my--port: a container port name needs at least one letter and no '--'"),
+    (WEB, &["workloads.web.podLabels.app\\.kubernetes\\.io/component=x"], "workloads.web.podLabels.app.kubernetes.io/component is a selector label"),
+    (WEB, &["workloads.web.podLabels.app\\.kubernetes\\.io/name=web"], "workloads.web.podLabels.app.kubernetes.io/name is a selector label"),
+    (WEB, &["workloads.web.labels.helm\\.sh/chart=x"], "workloads.web.labels.helm.sh/chart is one of the chart's own labels"),
+    (WEB, &["workloads.web.service.labels.app\\.kubernetes\\.io/instance=x"], "workloads.web.service.labels.app.kubernetes.io/instance is one of the chart's own labels"),
+    (WEB, &["commonLabels.app\\.kubernetes\\.io/instance=x"], "commonLabels.app.kubernetes.io/instance is one of the chart's own labels"),
+    // the grace rule names the way out when the app drains itself
+    (WEB, &["workloads.web.terminationGracePeriodSeconds=10"], "or set workloads.web.berth.preStop: false"),
+    (WEB, &["workloads.web.probes.liveness.successThreshold=2"], "workloads.web.berth.mainProbes.liveness.successThreshold=2"),
+    // names
+    (WEB, &["workloads.web.nameOverride=shared", "workloads.other.image.repository=x", "workloads.other.nameOverride=shared"], "the name of workload shared is already used by workloads.other"),
+    (WEB, &["workloads.web.service.nameOverride=taken", "workloads.web.services.extra.nameOverride=taken"], "the name of Service taken is already used by workloads.web"),
+    (WEB, &["defaults.nameOverride=all"], "defaults.nameOverride=all"),
+    (WEB, &["workloads.web.nameOverride=Web_1"], "/workloads/web/nameOverride"),
+    // Services
+    (WEB, &["workloads.web.services.admin.ports.admin.port=9000"], "workloads.web.services.admin.ports.admin.targetPort=admin is not one of workloads.web.ports"),
+    (WEB, &["workloads.web.services.x.ports.life.targetPort=8643"], "workloads.web.services.x.ports.life.targetPort=8643 is a berth port"),
+    (WEB, &["workloads.web.services.h.headless=true", "workloads.web.services.h.type=LoadBalancer"], "workloads.web.services.h.headless=true needs type ClusterIP"),
+    (WEB, &["workloads.web.services.n.ports.http.nodePort=30080"], "workloads.web.services.n.ports.http.nodePort needs workloads.web.services.n.type NodePort or LoadBalancer"),
+    (WEB, &["workloads.web.services.x.ports.http.port=70000"], "/workloads/web/services/x"),
+    (WEB, &["workloads.web.serviceName=peers"], "workloads.web.serviceName is for a StatefulSet"),
+    (STS, &["workloads.store.serviceName=raft"], "workloads.store.serviceName=raft is not a key of workloads.store.services"),
+    (STS, &["workloads.store.serviceName=peers", "workloads.store.services.peers.type=ClusterIP"], "workloads.store.serviceName=peers: the governing Service gives each pod its DNS name and must be headless"),
+    (STS, &["workloads.store.podManagementPolicy=Sometimes"], "/workloads/store/podManagementPolicy"),
+    (JOBS, &["workloads.setup.services.x.type=ClusterIP"], "workloads.setup.services.x: Services are for long-running workloads"),
+    // ServiceAccounts and RBAC
+    (WEB, &["workloads.web.rbac.read.rules[0].verbs[0]=get"], "workloads.web.rbac.read binds the workload's own ServiceAccount: set workloads.web.serviceAccount.create=true"),
+    (WEB, &["workloads.web.serviceAccount.create=true", "workloads.web.rbac.read.kind=Role"], "workloads.web.rbac.read needs rules"),
+    (WEB, &["workloads.web.serviceAccount.create=true", "workloads.web.rbac.read.rules[0].verbs[0]=get", "workloads.web.rbac.read.roleRef.name=view"], "workloads.web.rbac.read: give either rules"),
+    (WEB, &["workloads.web.serviceAccount.create=true", "workloads.web.rbac.r.kind=ClusterRole", "workloads.web.rbac.r.roleRef.kind=Role", "workloads.web.rbac.r.roleRef.name=x"], "workloads.web.rbac.r.kind=ClusterRole binds cluster-wide and can only reference a ClusterRole"),
+    (WEB, &["workloads.web.serviceAccount.create=true", "workloads.web.rbac.r.rules[0].resources[0]=pods"], "/workloads/web/rbac/r"),
+    (WEB, &["workloads.web.kubernetesApi.enabled=true", "networkPolicy.kubernetesApi.cidrs[0]=apiserver"], "/networkPolicy/kubernetesApi/cidrs/0"),
 ];
 
 #[test]
@@ -69,6 +116,7 @@ fn the_same_values_without_the_bad_setting_render() {
     for helm in HELMS {
         Render::berth(helm).values(WEB).ok();
         Render::berth(helm).values(JOBS).ok();
+        Render::berth(helm).values(STS).ok();
     }
 }
 

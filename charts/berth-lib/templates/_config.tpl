@@ -75,6 +75,18 @@ name, each validated.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- /* URL shapes berth refuses at start (exit 64): caught here, naming the value. */ -}}
+{{- $url := toString ($c.url | default "") -}}
+{{- if and (eq $type "http") (hasPrefix "https://" (lower $url)) -}}
+{{- fail (printf "%s.url=%q: an http check speaks plain HTTP and berth refuses https:// URLs (it would exit 64 at start); check the app over http:// on its plain port (e.g. http://127.0.0.1:8080/healthz), or use a tcp check on the TLS port" $p $url) -}}
+{{- end -}}
+{{- if and (eq $type "http") (not (hasPrefix "${" $url)) (not (regexMatch "^(?i)http://[^/?#]+" $url)) -}}
+{{- fail (printf "%s.url=%q is not an http:// URL with a host (e.g. http://127.0.0.1:8080/healthz)" $p $url) -}}
+{{- end -}}
+{{- /* PostgreSQL URLs: postgres:// or postgresql://, also with a driver suffix as SQLAlchemy writes them (postgresql+asyncpg://, postgresql+psycopg://), which berth strips. */ -}}
+{{- if and (eq $type "postgres") (contains "://" $url) (not (hasPrefix "${" $url)) (not (regexMatch "^(?i)postgres(ql)?(\\+[a-z0-9_]+)?://" $url)) -}}
+{{- fail (printf "%s.url: a postgres check takes a postgres:// or postgresql:// URL (a driver suffix such as postgresql+asyncpg:// is fine), not %s" $p (regexFind "^[^:]*://" $url)) -}}
+{{- end -}}
 {{- $interval := include "berth-lib.millis" (dict "value" ($c.interval | default "5s") "path" (printf "%s.interval" $p)) | atoi -}}
 {{- $timeout := include "berth-lib.millis" (dict "value" ($c.timeout | default "2s") "path" (printf "%s.timeout" $p)) | atoi -}}
 {{- if ge $timeout $interval -}}
@@ -165,8 +177,11 @@ config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 {{- fail (printf "%s.drain.waitUntilDown names %q, which is not an enabled check in %s.checks" $.path $w $.path) -}}
 {{- end -}}
 {{- end -}}
-{{- $_ := include "berth-lib.seconds" (dict "value" $s.drain.delay "path" (printf "%s.drain.delay" .path)) -}}
-{{- $_ := include "berth-lib.seconds" (dict "value" $s.drain.timeout "path" (printf "%s.drain.timeout" .path)) -}}
+{{- $delayMs := include "berth-lib.millis" (dict "value" $s.drain.delay "path" (printf "%s.drain.delay" .path)) | atoi -}}
+{{- $timeoutMs := include "berth-lib.millis" (dict "value" $s.drain.timeout "path" (printf "%s.drain.timeout" .path)) | atoi -}}
+{{- if le $timeoutMs $delayMs -}}
+{{- fail (printf "%s.drain.timeout=%s must be greater than %s.drain.delay=%s: the timeout bounds the whole drain, delay included (berth would exit 64 at start)" .path (toString $s.drain.timeout) .path (toString $s.drain.delay)) -}}
+{{- end -}}
 {{- $notify := $s.drain.notify | default (dict "type" "none") -}}
 {{- if not (has (toString $notify.type) (list "none" "signal" "http")) -}}
 {{- fail (printf "%s.drain.notify.type=%q: use none, signal or http" .path (toString $notify.type)) -}}

@@ -134,8 +134,10 @@ What it does, in order:
   3. the berth container: a native sidecar (first initContainer with
      restartPolicy: Always) or a regular container, see "berth-lib.placement";
   4. the `berth wait` init container when wait.enabled;
-  5. terminationGracePeriodSeconds: defaults to drain.delay +
-     drain.timeout + 5 s; a shorter explicit value fails the render;
+  5. terminationGracePeriodSeconds, when berth's preStop hook is used:
+     defaults to drain.delay + drain.timeout + 5 s; a shorter explicit
+     value fails the render (a container's own preStop replaces berth's
+     hook and leaves the grace period alone);
   6. shareProcessNamespace: true when the drain notifies by signal or a
      process check needs to see the main process.
 The main container's probes use the port number: a named port resolves only
@@ -169,6 +171,7 @@ berth container.
 {{- $mainName := .main | default "" -}}
 {{- if and (not $mainName) $spec.containers -}}{{- $mainName = (first $spec.containers).name -}}{{- end -}}
 {{- $found := false -}}
+{{- $berthHook := false -}}
 {{- $port := int $s.port -}}
 {{- range $c := ($spec.containers | default list) -}}
 {{- if eq $c.name $mainName -}}
@@ -183,13 +186,21 @@ berth container.
 {{- $p := get $s.mainProbes $probe -}}
 {{- $key := printf "%sProbe" $probe -}}
 {{- if and $p.enabled (not (hasKey $c $key)) -}}
-{{- $_ := set $c $key (dict "httpGet" (dict "path" (printf "/api/v1/health/%s" $endpoint) "port" $port "scheme" "HTTP") "periodSeconds" (int $p.periodSeconds) "timeoutSeconds" (int $p.timeoutSeconds) "failureThreshold" (int $p.failureThreshold) "successThreshold" 1) -}}
+{{- $success := int ($p.successThreshold | default 1) -}}
+{{- if and (gt $success 1) (ne $probe "readiness") -}}
+{{- fail (printf "%s.mainProbes.%s.successThreshold=%d: Kubernetes requires 1 for a %s probe (only readiness may ask for more)" $path $probe $success $probe) -}}
+{{- end -}}
+{{- $spec := dict "httpGet" (dict "path" (printf "/api/v1/health/%s" $endpoint) "port" $port "scheme" "HTTP") "periodSeconds" (int $p.periodSeconds) "timeoutSeconds" (int $p.timeoutSeconds) "failureThreshold" (int $p.failureThreshold) "successThreshold" $success -}}
+{{- /* The app's own timings (e.g. initialDelaySeconds from its guide) carry over to berth's probe. */ -}}
+{{- if $p.initialDelaySeconds -}}{{- $_ := set $spec "initialDelaySeconds" (int $p.initialDelaySeconds) -}}{{- end -}}
+{{- $_ := set $c $key $spec -}}
 {{- end -}}
 {{- end -}}
 {{- if $s.preStop -}}
 {{- $lc := $c.lifecycle | default dict -}}
 {{- if not (hasKey $lc "preStop") -}}
 {{- $_ := set $lc "preStop" (include "berth-lib.lifecycle.hook" $ctx | fromJson) -}}
+{{- $berthHook = true -}}
 {{- end -}}
 {{- $_ := set $c "lifecycle" $lc -}}
 {{- end -}}
@@ -208,12 +219,12 @@ berth container.
 {{- if $inits -}}{{- $_ := set $spec "initContainers" $inits -}}{{- end -}}
 {{- if eq $placement "regular" -}}{{- $containers = append $containers (include "berth-lib.container" $ctx | fromJson) -}}{{- end -}}
 {{- $_ := set $spec "containers" $containers -}}
-{{- /* 5. grace period */ -}}
-{{- if and $sidecar $longRunning $s.preStop -}}
+{{- /* 5. grace period: only when berth's hook is the preStop (a container's own preStop replaces it, and its own grace period stands) */ -}}
+{{- if and $sidecar $longRunning $s.preStop $berthHook -}}
 {{- $min := include "berth-lib.minGrace" (dict "settings" $s "path" $path) | atoi -}}
 {{- if hasKey $spec "terminationGracePeriodSeconds" -}}
 {{- if lt (int $spec.terminationGracePeriodSeconds) $min -}}
-{{- fail (printf "%s=%d is shorter than %s.drain.delay (%s) + %s.drain.timeout (%s) + 5s = %ds: raise it or shorten the drain" $gracePath (int $spec.terminationGracePeriodSeconds) $path (toString $s.drain.delay) $path (toString $s.drain.timeout) $min) -}}
+{{- fail (printf "%s=%d is shorter than %s.drain.delay (%s) + %s.drain.timeout (%s) + 5s = %ds, the time berth's preStop hook may take: raise it, shorten the drain, or set %s.preStop: false (the main container then gets no berth preStop hook, e.g. when the app drains itself)" $gracePath (int $spec.terminationGracePeriodSeconds) $path (toString $s.drain.delay) $path (toString $s.drain.timeout) $min $path) -}}
 {{- end -}}
 {{- else -}}
 {{- $_ := set $spec "terminationGracePeriodSeconds" $min -}}

@@ -9,9 +9,40 @@
 {{- default .Release.Name .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* objectName (dict "root" $ "name" workload) -> <base>-<workload> */}}
+{{/*
+objectName (dict "root" $ "name" workload ["plain" true]) -> the name of the
+workload's objects: `workloads.<name>.nameOverride`, else <base>-<workload>.
+"plain": a name that is not a workload's (secrets, configMaps keyed by name).
+*/}}
 {{- define "berth.objectName" -}}
-{{- printf "%s-%s" (include "berth.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- $override := "" -}}
+{{- if not .plain -}}
+{{- $raw := get (.root.Values.workloads | default dict) .name -}}
+{{- if kindIs "map" $raw -}}{{- $override = toString ($raw.nameOverride | default "") -}}{{- end -}}
+{{- end -}}
+{{- if $override -}}{{- $override | trunc 63 | trimSuffix "-" -}}
+{{- else -}}{{- printf "%s-%s" (include "berth.fullname" .root) .name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* serviceName (dict "root" $ "name" workload "w" W ["key" servicesKey]) -> the name of the workload's main Service (no key) or of `services.<key>` */}}
+{{- define "berth.serviceName" -}}
+{{- $objname := include "berth.objectName" (dict "root" .root "name" .name) -}}
+{{- if .key -}}
+{{- $svc := get (.w.services | default dict) .key | default dict -}}
+{{- default (printf "%s-%s" $objname .key | trunc 63 | trimSuffix "-") $svc.nameOverride -}}
+{{- else -}}
+{{- default $objname .w.service.nameOverride -}}
+{{- end -}}
+{{- end -}}
+
+{{/* workloadServiceAccount (dict "root" $ "name" workload "w" W) -> the ServiceAccount the workload's pods run as */}}
+{{- define "berth.workloadServiceAccount" -}}
+{{- $sa := .w.serviceAccount | default dict -}}
+{{- if $sa.create -}}{{- default (include "berth.objectName" (dict "root" .root "name" .name)) $sa.name -}}
+{{- else if $sa.name -}}{{- $sa.name -}}
+{{- else -}}{{- include "berth.serviceAccountName" .root -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "berth.chartLabel" -}}
@@ -29,8 +60,14 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 {{- end -}}
 
+{{/* selectorLabels (dict "root" $ "name" workload?): a workload's nameOverride is also its app.kubernetes.io/name (guides select on it: `kubectl logs -l app.kubernetes.io/name=myapp-worker`) */}}
 {{- define "berth.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "berth.name" .root }}
+{{- $appName := include "berth.name" .root -}}
+{{- if .name -}}
+{{- $raw := get (.root.Values.workloads | default dict) .name -}}
+{{- if and (kindIs "map" $raw) $raw.nameOverride -}}{{- $appName = $raw.nameOverride -}}{{- end -}}
+{{- end -}}
+app.kubernetes.io/name: {{ $appName }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- if .name }}
 app.kubernetes.io/component: {{ .name }}
@@ -99,6 +136,10 @@ names) go through tpl.
 {{- $cur := get $mp $p | default dict -}}
 {{- $en := and (ne (toString (dig "enabled" true $cur)) "false") (ne (toString (dig "enabled" true $cfg)) "false") (empty (dig "custom" dict $cfg)) -}}
 {{- $_ := set $cur "enabled" $en -}}
+{{- /* probes.<p> may carry the app's own timings (initialDelaySeconds, ...): they apply to berth's default probe. */ -}}
+{{- range $k := list "initialDelaySeconds" "periodSeconds" "timeoutSeconds" "failureThreshold" "successThreshold" -}}
+{{- if hasKey $cfg $k -}}{{- $_ := set $cur $k (get $cfg $k) -}}{{- end -}}
+{{- end -}}
 {{- $_ := set $mp $p $cur -}}
 {{- end -}}
 {{- $_ := set $b "mainProbes" $mp -}}
@@ -132,19 +173,61 @@ names) go through tpl.
 {{- printf "workloads.%s.berth" . -}}
 {{- end -}}
 
-{{/* hasPorts: "true" when the workload declares a port meant for the Service, or exposes berth */}}
+{{/*
+servicePorts (dict "root" $ "name" N "w" W ["key" K]) -> JSON list of the
+ports of the workload's main Service (no key) or of `services.<K>`.
+Main Service: every workload port not marked `service: false`, on
+`ports.<p>.servicePort` (default: the container port), targetPort the
+port's name. `services.<K>.ports` (keyed by Service port name): `port`
+(default: the container port it targets), `targetPort` (a name of the
+workload's `ports`, default the key; or a number), `protocol`, `nodePort`,
+`appProtocol`; empty: the same ports as the main Service. berth's health port
+joins when exposeBerth says so; the lifecycle port never does.
+*/}}
 {{- define "berth.servicePorts" -}}
 {{- $w := .w -}}
+{{- $name := .name -}}
+{{- $svc := $w.service -}}
+{{- $path := printf "workloads.%s.service" $name -}}
+{{- if .key -}}{{- $svc = get ($w.services | default dict) .key | default dict -}}{{- $path = printf "workloads.%s.services.%s" $name .key -}}{{- end -}}
+{{- $wports := $w.ports | default dict -}}
 {{- $ports := list -}}
-{{- range $pname := keys ($w.ports | default dict) | sortAlpha -}}
-{{- $p := get $w.ports $pname -}}
+{{- if and .key $svc.ports -}}
+{{- range $sname := keys $svc.ports | sortAlpha -}}
+{{- $sp := get $svc.ports $sname | default dict -}}
+{{- $target := $sp.targetPort | default $sname -}}
+{{- $entry := dict "name" $sname -}}
+{{- if kindIs "string" $target -}}
+{{- if not (hasKey $wports $target) -}}
+{{- fail (printf "%s.ports.%s.targetPort=%s is not one of workloads.%s.ports (a Service reaches the workload's own ports: name one, or give a number)" $path $sname $target $name) -}}
+{{- end -}}
+{{- $cp := get $wports $target -}}
+{{- $_ := set $entry "targetPort" $target -}}
+{{- $_ := set $entry "port" (int ($sp.port | default $cp.port)) -}}
+{{- $_ := set $entry "protocol" ($sp.protocol | default $cp.protocol | default "TCP") -}}
+{{- else -}}
+{{- if has (int $target) (list (int (dig "lifecycle" "port" 8643 $w.berth)) (int $w.berth.port)) -}}
+{{- fail (printf "%s.ports.%s.targetPort=%d is a berth port: the lifecycle port is never on a Service, and berth's health port joins through %s.exposeBerth=true" $path $sname (int $target) $path) -}}
+{{- end -}}
+{{- $_ := set $entry "targetPort" (int $target) -}}
+{{- $_ := set $entry "port" (int ($sp.port | default $target)) -}}
+{{- $_ := set $entry "protocol" ($sp.protocol | default "TCP") -}}
+{{- end -}}
+{{- with $sp.nodePort -}}{{- $_ := set $entry "nodePort" (int .) -}}{{- end -}}
+{{- with $sp.appProtocol -}}{{- $_ := set $entry "appProtocol" . -}}{{- end -}}
+{{- $ports = append $ports $entry -}}
+{{- end -}}
+{{- else -}}
+{{- range $pname := keys $wports | sortAlpha -}}
+{{- $p := get $wports $pname -}}
 {{- if ne (toString (dig "service" true $p)) "false" -}}
-{{- $ports = append $ports (dict "name" $pname "port" (int $p.port) "targetPort" $pname "protocol" ($p.protocol | default "TCP")) -}}
+{{- $ports = append $ports (dict "name" $pname "port" (int ($p.servicePort | default $p.port)) "targetPort" $pname "protocol" ($p.protocol | default "TCP")) -}}
 {{- end -}}
 {{- end -}}
-{{- $expose := $w.service.exposeBerth -}}
-{{- /* Unset: a cluster-internal Service only. NodePort and LoadBalancer reach outside the cluster, where berth's health detail has no business. */ -}}
-{{- if kindIs "invalid" $expose -}}{{- $expose = eq (toString ($w.service.type | default "ClusterIP")) "ClusterIP" -}}{{- end -}}
+{{- end -}}
+{{- $expose := $svc.exposeBerth -}}
+{{- /* Unset: a cluster-internal main Service only. NodePort and LoadBalancer reach outside the cluster, where berth's health detail has no business; extra Services (`services`) only when asked. */ -}}
+{{- if kindIs "invalid" $expose -}}{{- $expose = and (not .key) (eq (toString ($svc.type | default "ClusterIP")) "ClusterIP") -}}{{- end -}}
 {{- if and $w.berth.enabled $expose (ne (include "berth-lib.placement" (dict "root" .root "settings" (include "berth-lib.settings" (dict "settings" $w.berth) | fromJson) "path" (include "berth.berthPath" .name) "kind" $w.kind)) "none") -}}
 {{- $ports = append $ports (dict "name" "berth" "port" (int $w.berth.port) "targetPort" "berth" "protocol" "TCP") -}}
 {{- end -}}

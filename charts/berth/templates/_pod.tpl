@@ -61,7 +61,13 @@ berth is added (YAML). "berth.podTemplate" passes it through
 {{- with $ports -}}{{- $_ := set $main "ports" . -}}{{- end -}}
 {{- $_ := set $main "resources" $w.resources -}}
 {{- $_ := set $main "securityContext" $w.securityContext -}}
-{{- with $mounts -}}{{- $_ := set $main "volumeMounts" . -}}{{- end -}}
+{{- $mainMounts := $mounts -}}
+{{- /* kubernetesApi: the ServiceAccount token (projected, rotated by kubelet), the cluster CA and the namespace where client libraries look for them, in the main container only: berth and the extra containers never see the token, and the pod keeps automountServiceAccountToken: false. */ -}}
+{{- if $w.kubernetesApi.enabled -}}
+{{- $mainMounts = append $mainMounts (dict "name" "kube-api-access" "mountPath" "/var/run/secrets/kubernetes.io/serviceaccount" "readOnly" true) -}}
+{{- $volumes = append $volumes (dict "name" "kube-api-access" "projected" (dict "defaultMode" 292 "sources" (list (dict "serviceAccountToken" (dict "path" "token" "expirationSeconds" (int ($w.kubernetesApi.expirationSeconds | default 3607)))) (dict "configMap" (dict "name" "kube-root-ca.crt" "items" (list (dict "key" "ca.crt" "path" "ca.crt")))) (dict "downwardAPI" (dict "items" (list (dict "path" "namespace" "fieldRef" (dict "apiVersion" "v1" "fieldPath" "metadata.namespace")))))))) -}}
+{{- end -}}
+{{- with $mainMounts -}}{{- $_ := set $main "volumeMounts" . -}}{{- end -}}
 {{- range $p := list "startup" "liveness" "readiness" -}}
 {{- $cfg := get ($w.probes | default dict) $p | default dict -}}
 {{- if and (ne (toString (dig "enabled" true $cfg)) "false") (not (empty (dig "custom" dict $cfg))) -}}
@@ -86,7 +92,7 @@ berth is added (YAML). "berth.podTemplate" passes it through
 {{- $inits = append $inits $c -}}
 {{- end -}}
 {{- /* the pod */ -}}
-{{- $spec := dict "serviceAccountName" (include "berth.serviceAccountName" $root) "automountServiceAccountToken" $root.Values.serviceAccount.automountServiceAccountToken "enableServiceLinks" false "securityContext" $w.podSecurityContext "containers" $containers -}}
+{{- $spec := dict "serviceAccountName" (include "berth.workloadServiceAccount" (dict "root" $root "name" $name "w" $w)) "automountServiceAccountToken" $root.Values.serviceAccount.automountServiceAccountToken "enableServiceLinks" false "securityContext" $w.podSecurityContext "containers" $containers -}}
 {{- with $inits -}}{{- $_ := set $spec "initContainers" . -}}{{- end -}}
 {{- with $volumes -}}{{- $_ := set $spec "volumes" . -}}{{- end -}}
 {{- with $root.Values.imagePullSecrets -}}{{- $_ := set $spec "imagePullSecrets" . -}}{{- end -}}
