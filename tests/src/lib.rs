@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod forward;
 pub mod tools;
 
 use std::net::{TcpListener, TcpStream};

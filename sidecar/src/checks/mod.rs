@@ -15,12 +15,17 @@
 //! a TLS handshake and an authentication every five seconds) and reconnect
 //! after any error.
 
+mod amqp;
+mod dns;
 mod file;
 mod http;
+mod mysql;
+mod nats;
 mod postgres;
 mod process;
 mod redis;
 mod tcp;
+mod wire;
 
 use std::fmt;
 use std::sync::Arc;
@@ -48,6 +53,10 @@ pub const TYPES: &[CheckType] = &[
     http::TYPE,
     file::TYPE,
     process::TYPE,
+    mysql::TYPE,
+    amqp::TYPE,
+    nats::TYPE,
+    dns::TYPE,
 ];
 
 /// Reads a type's own keys (`fields`) of the check at `path`.
