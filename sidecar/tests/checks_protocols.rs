@@ -40,9 +40,8 @@ fn require(port: u16, what: &str) {
     );
 }
 
-/// Makes sure the test account exists with its password. Uses the
-/// `mariadb` CLI as root: over the Unix socket first (root@localhost,
-/// `unix_socket` or no password), else over TCP as root without a password.
+/// Makes sure the test account exists with its password, with the
+/// `mariadb` CLI as the server's root user.
 fn mysql_user() {
     require(MARIADB, "MariaDB");
     let sql = format!(
@@ -57,9 +56,15 @@ fn mysql_user() {
          GRANT SELECT ON berth_no_such_db.* TO '{MYSQL_USER}'@'localhost';"
     );
     let mut errors = String::new();
-    for args in [vec!["-uroot"], vec!["-uroot", "-h127.0.0.1", "-P3306"]] {
-        match Command::new("mariadb")
-            .args(&args)
+    // root over the socket (as root, or through sudo for unix_socket
+    // auth), else root over TCP without a password.
+    for args in [
+        vec!["mariadb", "-uroot"],
+        vec!["sudo", "-n", "mariadb", "-uroot"],
+        vec!["mariadb", "-uroot", "-h127.0.0.1", "-P3306"],
+    ] {
+        match Command::new(args[0])
+            .args(&args[1..])
             .arg("-e")
             .arg(&sql)
             .output()
