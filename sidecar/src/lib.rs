@@ -2,11 +2,13 @@
 //! background, serves honest health endpoints and coordinates graceful drain.
 //!
 //! Module map: [`config`] (YAML → validated config, the only place that
-//! reads the environment for `${VAR}`), [`checks`] (the six check types and
-//! their background loop), [`state`] (cached health that handlers read),
-//! [`server`] (the HTTP router), [`metrics`], [`lifecycle`] (the prestop
-//! drain), [`signals`] (the only module that touches signals), [`procs`]
-//! (`/proc` lookups), [`redact`] (keeping credentials out of output).
+//! reads the environment for `${VAR}`), [`checks`] (one file per check type
+//! and the background loop), [`supervisor`] (the checker tasks, swapped on
+//! reload), [`reload`] (watching the config file), [`state`] (cached health
+//! that handlers read), [`server`] (the HTTP router), [`grpc`]
+//! (`grpc.health.v1`), [`metrics`], [`lifecycle`] (the prestop drain),
+//! [`signals`] (the only module that touches signals), [`procs`] (`/proc`
+//! lookups), [`redact`] (keeping credentials out of output).
 #![forbid(unsafe_code)]
 
 pub mod checks;
@@ -17,14 +19,17 @@ pub mod logging;
 pub mod metrics;
 pub mod procs;
 pub mod redact;
+pub mod reload;
 pub mod server;
 pub mod signals;
 pub mod state;
+pub mod supervisor;
 pub mod timefmt;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -43,9 +48,10 @@ const CHECKER_GRACE: Duration = Duration::from_millis(500);
 
 /// Everything the handlers, checkers and the drain share.
 pub struct App {
-    pub config: Arc<Config>,
+    /// Swapped whole by a config reload; read with [`App::config`].
+    config: RwLock<Arc<Config>>,
     pub health: Arc<Health>,
-    pub secrets: Arc<Secrets>,
+    secrets: RwLock<Arc<Secrets>>,
     pub drain: lifecycle::Drain,
     /// Client for `drain.notify: {type: http}`.
     pub http: HttpClient,
@@ -58,13 +64,36 @@ impl App {
         let health = Arc::new(Health::new(&config));
         let secrets = Arc::new(config.secrets());
         Arc::new(App {
-            config: Arc::new(config),
+            config: RwLock::new(Arc::new(config)),
             health,
-            secrets,
+            secrets: RwLock::new(secrets),
             drain: lifecycle::Drain::default(),
             http: checks::http_client(Duration::from_secs(2)),
             shutdown_requested: watch::channel(false).0,
         })
+    }
+
+    /// The configuration in force (the latest valid one after reloads).
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Every credential of the configuration in force.
+    pub fn secrets(&self) -> Arc<Secrets> {
+        self.secrets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs a reloaded configuration (see [`reload`]).
+    pub fn set_config(&self, config: Arc<Config>) {
+        let secrets = Arc::new(config.secrets());
+        *self.secrets.write().unwrap_or_else(|p| p.into_inner()) = secrets;
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     pub fn request_shutdown(&self) {
@@ -81,6 +110,10 @@ impl App {
 pub struct Listeners {
     pub health: TcpListener,
     pub lifecycle: Option<TcpListener>,
+    /// `grpc.health.v1` (h2c) when `grpcListen` is set.
+    pub grpc: Option<TcpListener>,
+    /// The config file to watch for changes (a ConfigMap mount).
+    pub reload_from: Option<PathBuf>,
 }
 
 /// Serves berth on `listener` alone (lifecycle paths for loopback callers
@@ -93,6 +126,8 @@ pub async fn run(
     let listeners = Listeners {
         health: listener,
         lifecycle: None,
+        grpc: None,
+        reload_from: None,
     };
     serve(app, listeners, shutdown).await
 }
@@ -106,13 +141,15 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let checkers = checks::spawn_all(
-        &app.health,
-        &app.config.checks,
-        &app.config.drain.wait_until_down,
-        &app.secrets,
-        &stop_rx,
-    );
+    let checkers = Arc::new(supervisor::Supervisor::start(&app));
+    if let Some(path) = listeners.reload_from {
+        tokio::spawn(reload::watch(
+            app.clone(),
+            checkers.clone(),
+            path,
+            stop_rx.clone(),
+        ));
+    }
 
     let mut requested = app.subscribe_shutdown();
     let (began_tx, began_rx) = watch::channel(false);
@@ -136,12 +173,23 @@ pub async fn serve(
     );
     let lifecycle_server = async {
         match listeners.lifecycle {
-            Some(l) => http_server(l, server::lifecycle_router(app.clone()), began_rx).await,
+            Some(l) => {
+                http_server(l, server::lifecycle_router(app.clone()), began_rx.clone()).await
+            }
+            None => Ok(()),
+        }
+    };
+    let grpc_server = async {
+        match listeners.grpc {
+            Some(l) => {
+                grpc::server::serve(l, app.clone(), began_rx.clone()).await;
+                Ok(())
+            }
             None => Ok(()),
         }
     };
     tokio::select! {
-        r = async { tokio::try_join!(health_server, lifecycle_server) } => { r?; }
+        r = async { tokio::try_join!(health_server, lifecycle_server, grpc_server) } => { r?; }
         _ = async {
             trigger.await;
             tokio::time::sleep(SERVER_GRACE).await;
@@ -151,7 +199,7 @@ pub async fn serve(
     }
 
     stop_tx.send_replace(true);
-    let _ = tokio::time::timeout(CHECKER_GRACE, futures::future::join_all(checkers)).await;
+    let _ = tokio::time::timeout(CHECKER_GRACE, checkers.stop_all()).await;
     tracing::info!("berth stopped");
     Ok(())
 }

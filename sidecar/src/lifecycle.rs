@@ -99,7 +99,7 @@ impl Drain {
 
 /// Starts the drain, or joins the one in progress, and returns its report.
 pub async fn prestop(app: &Arc<App>) -> Arc<DrainReport> {
-    let timeout = app.config.drain.timeout;
+    let timeout = app.config().drain.timeout;
     let (started, mut rx) = {
         let mut guard = app.drain.inner.lock().unwrap_or_else(|p| p.into_inner());
         match guard.as_ref() {
@@ -127,7 +127,7 @@ pub async fn prestop(app: &Arc<App>) -> Arc<DrainReport> {
 }
 
 fn fallback(app: &App, started: Instant) -> Arc<DrainReport> {
-    let mut notify = NotifyReport::planned(&app.config.drain.notify, &app.secrets);
+    let mut notify = NotifyReport::planned(&app.config().drain.notify, &app.secrets());
     notify
         .errors
         .push("drain did not finish before drain.timeout".into());
@@ -140,7 +140,8 @@ fn fallback(app: &App, started: Instant) -> Arc<DrainReport> {
 }
 
 async fn drain_task(app: Arc<App>, started: Instant, tx: watch::Sender<Option<Arc<DrainReport>>>) {
-    let spec = &app.config.drain;
+    let config = app.config();
+    let spec = &config.drain;
     let deadline = started + spec.timeout;
     tracing::info!(
         delay_ms = spec.delay.as_millis() as u64,
@@ -151,7 +152,7 @@ async fn drain_task(app: Arc<App>, started: Instant, tx: watch::Sender<Option<Ar
     let mut report = DrainReport {
         status: "timeout",
         elapsed_ms: 0,
-        notify: NotifyReport::planned(&spec.notify, &app.secrets),
+        notify: NotifyReport::planned(&spec.notify, &app.secrets()),
         waited_for: spec.wait_until_down.clone(),
     };
     if let Notify::Signal {
@@ -184,7 +185,8 @@ async fn drain_task(app: Arc<App>, started: Instant, tx: watch::Sender<Option<Ar
 
 /// Steps 2–4 of the drain. Cancelled (dropped) at `drain.timeout`.
 async fn sequence(app: &Arc<App>, notify: &mut NotifyReport, notified: &mut bool) {
-    let spec = &app.config.drain;
+    let config = app.config();
+    let spec = &config.drain;
     tokio::time::sleep(spec.delay).await;
 
     let mut signalled = Vec::new();
@@ -215,7 +217,7 @@ async fn sequence(app: &Arc<App>, notify: &mut NotifyReport, notified: &mut bool
             notify.pids = Some(pids);
         }
         Notify::Http { url } => {
-            let shown = app.secrets.scrub(&url.to_string());
+            let shown = app.secrets().scrub(&url.to_string());
             let req = http::Request::post(url.clone())
                 .header(
                     http::header::USER_AGENT,
@@ -235,7 +237,8 @@ async fn sequence(app: &Arc<App>, notify: &mut NotifyReport, notified: &mut bool
                         notify.errors.push(e);
                     }
                     Err(err) => {
-                        let e = format!("POST {shown}: {}", app.secrets.scrub(&error_chain(&err)));
+                        let e =
+                            format!("POST {shown}: {}", app.secrets().scrub(&error_chain(&err)));
                         tracing::warn!(notify = "http", error = %e, "prestop: notify failed");
                         notify.errors.push(e);
                     }

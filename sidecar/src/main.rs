@@ -73,7 +73,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             logging::init();
-            serve(config)
+            serve(config, config_path)
         }
         Command::CheckConfig { file } => {
             let path = file.unwrap_or(config_path);
@@ -121,7 +121,7 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn serve(config: Config) -> ExitCode {
+fn serve(config: Config, config_path: PathBuf) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -149,6 +149,15 @@ fn serve(config: Config) -> ExitCode {
             ),
             None => None,
         };
+        let grpc = match config.grpc_listen {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} (grpcListen): {e}"),
+                )
+            })?),
+            None => None,
+        };
         let lifecycle_listen = config
             .lifecycle
             .as_ref()
@@ -172,6 +181,8 @@ fn serve(config: Config) -> ExitCode {
         let listeners = berth::Listeners {
             health: listener,
             lifecycle,
+            grpc,
+            reload_from: Some(config_path),
         };
         berth::serve(app, listeners, shutdown).await
     });
@@ -223,13 +234,17 @@ fn wait(config: Config, timeout: Duration) -> ExitCode {
         let pending: Vec<String> = health
             .startup_pending()
             .into_iter()
-            .map(|i| {
-                let s = health.snapshot(i);
-                let why = s
-                    .error
-                    .map(|e| e.to_string())
-                    .unwrap_or_else(|| s.status.as_str().to_string());
-                format!("{} ({why})", health.checks[i].name)
+            .map(|name| {
+                let why = health
+                    .cell(&name)
+                    .map(|c| {
+                        let s = c.snapshot();
+                        s.error
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| s.status.as_str().to_string())
+                    })
+                    .unwrap_or_default();
+                format!("{name} ({why})")
             })
             .collect();
         eprintln!(

@@ -12,7 +12,8 @@ use crate::App;
 pub fn render(app: &App) -> String {
     let h = &app.health;
     let mut out = String::with_capacity(2048);
-    let snapshots: Vec<_> = (0..h.checks.len()).map(|i| h.snapshot(i)).collect();
+    let cells = h.cells();
+    let snapshots: Vec<_> = cells.iter().map(|c| c.snapshot()).collect();
 
     header(
         &mut out,
@@ -20,7 +21,7 @@ pub fn render(app: &App) -> String {
         "gauge",
         "1 if the check is up (after thresholds), 0 if down or unknown.",
     );
-    for (cell, s) in h.checks.iter().zip(&snapshots) {
+    for (cell, s) in cells.iter().zip(&snapshots) {
         let _ = writeln!(
             out,
             "berth_check_up{{check=\"{}\",type=\"{}\",critical=\"{}\"}} {}",
@@ -36,7 +37,7 @@ pub fn render(app: &App) -> String {
         "gauge",
         "Duration of the latest run of the check.",
     );
-    for (cell, s) in h.checks.iter().zip(&snapshots) {
+    for (cell, s) in cells.iter().zip(&snapshots) {
         if let Some(l) = s.latency {
             let _ = writeln!(
                 out,
@@ -52,7 +53,7 @@ pub fn render(app: &App) -> String {
         "counter",
         "Failed runs of the check.",
     );
-    for (cell, s) in h.checks.iter().zip(&snapshots) {
+    for (cell, s) in cells.iter().zip(&snapshots) {
         let _ = writeln!(
             out,
             "berth_check_failures_total{{check=\"{}\"}} {}",
@@ -65,7 +66,7 @@ pub fn render(app: &App) -> String {
         "counter",
         "Status changes of the check.",
     );
-    for (cell, s) in h.checks.iter().zip(&snapshots) {
+    for (cell, s) in cells.iter().zip(&snapshots) {
         let _ = writeln!(
             out,
             "berth_check_transitions_total{{check=\"{}\"}} {}",

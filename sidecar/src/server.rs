@@ -39,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/health/live", get(live))
         .route("/api/v1/health/ready", get(ready))
         .route("/api/v1/health/startup", get(startup))
+        .route("/api/v1/health/group/{name}", get(group))
         .route("/metrics", get(prometheus))
         .route("/api/v1/lifecycle/prestop", get(prestop).post(prestop))
         .route("/api/v1/lifecycle/shutdown", axum::routing::post(shutdown))
@@ -163,16 +164,34 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     json_response(StatusCode::SERVICE_UNAVAILABLE, body)
 }
 
+/// A group (Spring's health groups, ASP.NET's tags): 200 when every
+/// critical member is up. Members' statuses only; detail stays on `/health/`.
+async fn group(
+    State(app): State<Arc<App>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    let Some((up, members)) = app.health.group(&name) else {
+        return ApiError::NotFound.into_response();
+    };
+    let checks: Vec<serde_json::Value> = members
+        .iter()
+        .map(|(n, status, critical)| {
+            serde_json::json!({"name": n, "status": status.as_str(), "critical": critical})
+        })
+        .collect();
+    let body = serde_json::json!({
+        "group": name,
+        "status": if up { "up" } else { "down" },
+        "checks": checks,
+    });
+    json_response(code(up), body.to_string())
+}
+
 async fn startup(State(app): State<Arc<App>>) -> Response {
     if app.health.started() {
         return json_response(StatusCode::OK, r#"{"status":"started"}"#);
     }
-    let waiting: Vec<&str> = app
-        .health
-        .startup_pending()
-        .into_iter()
-        .map(|i| app.health.checks[i].name.as_str())
-        .collect();
+    let waiting: Vec<String> = app.health.startup_pending();
     let body = serde_json::json!({"status": "starting", "waiting_for": waiting});
     json_response(StatusCode::SERVICE_UNAVAILABLE, body.to_string())
 }
@@ -203,12 +222,11 @@ struct CheckBody<'a> {
 async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
     let full = full_detail(&app, req.headers(), peer(&req));
     let h = &app.health;
-    let checks = h
-        .checks
+    let cells = h.cells();
+    let checks = cells
         .iter()
-        .enumerate()
-        .map(|(i, cell)| {
-            let s = h.snapshot(i);
+        .map(|cell| {
+            let s = cell.snapshot();
             CheckBody {
                 name: &cell.name,
                 kind: cell.kind,
@@ -309,8 +327,8 @@ fn full_detail(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool
     if peer_is_loopback(peer) {
         return true;
     }
-    let (Some(token), Some(given)) = (app.config.token.as_deref(), headers.get(AUTHORIZATION))
-    else {
+    let config = app.config();
+    let (Some(token), Some(given)) = (config.token.as_deref(), headers.get(AUTHORIZATION)) else {
         return false;
     };
     let given = given.as_bytes();
@@ -320,8 +338,9 @@ fn full_detail(app: &App, headers: &HeaderMap, peer: Option<SocketAddr>) -> bool
 
 /// The rendered preStop hook carries the lifecycle token in a header.
 fn hook_token_matches(app: &App, headers: &HeaderMap) -> bool {
+    let config = app.config();
     let (Some(lc), Some(given)) = (
-        app.config.lifecycle.as_ref(),
+        config.lifecycle.as_ref(),
         headers.get(crate::config::LIFECYCLE_TOKEN_HEADER),
     ) else {
         return false;

@@ -55,7 +55,7 @@ pub async fn shutdown(app: Arc<App>, mut signals: Signals) {
             std::process::exit(0);
         }
     });
-    match app.config.mode {
+    match app.config().mode {
         Mode::Native => {
             tracing::info!(signal = name(first), mode = "native", "stopping");
         }
@@ -63,8 +63,8 @@ pub async fn shutdown(app: Arc<App>, mut signals: Signals) {
             tracing::info!(
                 signal = name(first),
                 mode = "regular",
-                main_process = app.config.main_process().unwrap_or(""),
-                timeout_ms = app.config.drain.timeout.as_millis() as u64,
+                main_process = app.config().main_process().unwrap_or(""),
+                timeout_ms = app.config().drain.timeout.as_millis() as u64,
                 "draining until the main process is gone"
             );
             drain_until_main_gone(&app).await;
@@ -74,8 +74,8 @@ pub async fn shutdown(app: Arc<App>, mut signals: Signals) {
 
 async fn drain_until_main_gone(app: &Arc<App>) {
     app.health.start_draining();
-    let deadline = Instant::now() + app.config.drain.timeout;
-    let main = app.config.main_process().map(str::to_string);
+    let deadline = Instant::now() + app.config().drain.timeout;
+    let main = app.config().main_process().map(str::to_string);
     let waited = tokio::time::timeout_at(deadline, async {
         match &main {
             Some(main) => {

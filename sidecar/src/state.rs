@@ -14,8 +14,9 @@
 //! down --successThreshold consecutive successes--> up
 //! ```
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 // tokio's clock, not std's: identical in production, and tests can pause
@@ -142,6 +143,8 @@ pub struct CheckCell {
     state: Mutex<CheckState>,
     /// Milliseconds since [`Health::created`] of the checker's latest loop.
     heartbeat_ms: AtomicU64,
+    /// Recent results for the status page, bounded by [`HISTORY`].
+    history: Mutex<VecDeque<(bool, Duration)>>,
 }
 
 /// Overall status of `/api/v1/health/`.
@@ -162,35 +165,46 @@ impl Overall {
     }
 }
 
+/// One member of a group as `/api/v1/health/group/{name}` shows it:
+/// `(name, status, critical)`.
+pub type GroupMember = (String, Status, bool);
+
 /// All cached health state of one berth.
+///
+/// The set of checks can change at run time (config reload): it is an
+/// immutable list swapped as a whole, and every [`CheckCell`] is shared by
+/// `Arc`, so a check that a reload keeps keeps its cell, its state and its
+/// checker task. Readers take one consistent list per request.
 pub struct Health {
-    pub checks: Vec<CheckCell>,
-    /// Indices (into `checks`) of the startup gate.
-    wait_for: Vec<usize>,
+    checks: RwLock<Arc<[Arc<CheckCell>]>>,
+    /// Names of the startup gate's checks.
+    wait_for: RwLock<Arc<[String]>>,
+    /// `groups:` of the config, member names in order.
+    groups: RwLock<Arc<BTreeMap<String, Vec<String>>>>,
     started: AtomicBool,
     draining: AtomicBool,
     created: Instant,
     /// Bumped on every status change, gate pass and drain start, so waiters
-    /// (`berth wait`, the drain's `waitUntilDown`) sleep instead of polling.
+    /// (`berth wait`, the drain's `waitUntilDown`, gRPC Watch) sleep instead of polling.
     changes: watch::Sender<u64>,
     draining_tx: watch::Sender<bool>,
 }
 
 impl Health {
     pub fn new(config: &Config) -> Health {
-        let checks: Vec<CheckCell> = config.checks.iter().map(CheckCell::new).collect();
-        let wait_for: Vec<usize> = config
-            .startup_wait_for
+        let checks: Arc<[Arc<CheckCell>]> = config
+            .checks
             .iter()
-            .filter_map(|n| checks.iter().position(|c| &c.name == n))
+            .map(|c| Arc::new(CheckCell::new(c)))
             .collect();
-        let started = wait_for.is_empty();
+        let started = config.startup_wait_for.is_empty();
         if started {
             tracing::info!("startup gate passed (no checks to wait for)");
         }
         Health {
-            checks,
-            wait_for,
+            checks: RwLock::new(checks),
+            wait_for: RwLock::new(config.startup_wait_for.iter().cloned().collect()),
+            groups: RwLock::new(Arc::new(config.groups.clone())),
             started: AtomicBool::new(started),
             draining: AtomicBool::new(false),
             created: Instant::now(),
@@ -199,22 +213,70 @@ impl Health {
         }
     }
 
+    /// The current checks, in config order.
+    pub fn cells(&self) -> Arc<[Arc<CheckCell>]> {
+        self.checks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn groups(&self) -> Arc<BTreeMap<String, Vec<String>>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn wait_for(&self) -> Arc<[String]> {
+        self.wait_for
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs a reloaded set of checks. `cells` reuses the cells of
+    /// unchanged checks, so their state (and readiness) carries over. The
+    /// startup gate stays passed once passed: a reload never un-starts a pod.
+    pub fn replace(
+        &self,
+        cells: Arc<[Arc<CheckCell>]>,
+        wait_for: Vec<String>,
+        groups: BTreeMap<String, Vec<String>>,
+    ) {
+        *self.checks.write().unwrap_or_else(|p| p.into_inner()) = cells;
+        *self.wait_for.write().unwrap_or_else(|p| p.into_inner()) = wait_for.into();
+        *self.groups.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(groups);
+        self.check_gate();
+        self.changes.send_modify(|n| *n += 1);
+    }
+
     pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.checks.iter().position(|c| c.name == name)
+        self.cells().iter().position(|c| c.name == name)
+    }
+
+    pub fn cell(&self, name: &str) -> Option<Arc<CheckCell>> {
+        self.cells().iter().find(|c| c.name == name).cloned()
     }
 
     pub fn snapshot(&self, idx: usize) -> CheckState {
-        self.checks[idx].lock().clone()
+        self.cells()[idx].snapshot()
     }
 
     pub fn status(&self, idx: usize) -> Status {
-        self.checks[idx].lock().status
+        self.cells()[idx].lock().status
+    }
+
+    /// Records a result of the check at `idx` (tests drive state this way).
+    pub fn record(&self, idx: usize, result: Result<(), CheckError>, latency: Duration) {
+        let cell = self.cells()[idx].clone();
+        self.record_cell(&cell, result, latency);
     }
 
     /// Records a check result, logs a state change (one line per change,
     /// never per probe) and re-evaluates the startup gate.
-    pub fn record(&self, idx: usize, result: Result<(), CheckError>, latency: Duration) {
-        let cell = &self.checks[idx];
+    pub fn record_cell(&self, cell: &CheckCell, result: Result<(), CheckError>, latency: Duration) {
+        cell.remember(result.is_ok(), latency);
         let (changed, status, error) = {
             let mut st = cell.lock();
             let changed = st.record(result, latency, SystemTime::now(), cell.thresholds);
@@ -242,22 +304,38 @@ impl Health {
                     "check is up"
                 ),
             }
-            if !self.started.load(Ordering::Acquire)
-                && self.wait_for.iter().all(|&i| self.checks[i].lock().ever_up)
-            {
-                self.started.store(true, Ordering::Release);
-                tracing::info!(
-                    elapsed_ms = self.created.elapsed().as_millis() as u64,
-                    "startup gate passed"
-                );
-            }
+            self.check_gate();
             self.changes.send_modify(|n| *n += 1);
         }
     }
 
+    fn check_gate(&self) {
+        if self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let cells = self.cells();
+        let passed = self.wait_for().iter().all(|name| {
+            cells
+                .iter()
+                .find(|c| &c.name == name)
+                .is_some_and(|c| c.lock().ever_up)
+        });
+        if passed {
+            self.started.store(true, Ordering::Release);
+            tracing::info!(
+                elapsed_ms = self.created.elapsed().as_millis() as u64,
+                "startup gate passed"
+            );
+        }
+    }
+
     pub fn beat(&self, idx: usize) {
+        self.beat_cell(&self.cells()[idx]);
+    }
+
+    pub fn beat_cell(&self, cell: &CheckCell) {
         let ms = self.created.elapsed().as_millis() as u64;
-        self.checks[idx].heartbeat_ms.store(ms, Ordering::Relaxed);
+        cell.heartbeat_ms.store(ms, Ordering::Relaxed);
     }
 
     pub fn started(&self) -> bool {
@@ -289,7 +367,7 @@ impl Health {
 
     /// Every critical check is up (after thresholds).
     pub fn critical_up(&self) -> bool {
-        self.checks
+        self.cells()
             .iter()
             .filter(|c| c.critical)
             .all(|c| c.lock().status == Status::Up)
@@ -300,11 +378,32 @@ impl Health {
         self.started() && !self.draining() && self.critical_up()
     }
 
+    /// A group: `Some((true, _))` when every critical member is up, `None`
+    /// for an unknown group.
+    pub fn group(&self, name: &str) -> Option<(bool, Vec<GroupMember>)> {
+        let groups = self.groups();
+        let members = groups.get(name)?;
+        let cells = self.cells();
+        let mut up = true;
+        let mut out = Vec::new();
+        for m in members {
+            let Some(c) = cells.iter().find(|c| &c.name == m) else {
+                continue;
+            };
+            let status = c.lock().status;
+            if c.critical && status != Status::Up {
+                up = false;
+            }
+            out.push((m.clone(), status, c.critical));
+        }
+        Some((up, out))
+    }
+
     /// Checker tasks have looped recently (a dead or wedged checker makes
     /// berth not live, so the kubelet restarts it). Dependencies play no part.
     pub fn live(&self) -> bool {
         let now_ms = self.created.elapsed().as_millis() as u64;
-        self.checks.iter().all(|c| {
+        self.cells().iter().all(|c| {
             let age = now_ms.saturating_sub(c.heartbeat_ms.load(Ordering::Relaxed));
             Duration::from_millis(age) <= c.stale_after
         })
@@ -312,7 +411,7 @@ impl Health {
 
     pub fn overall(&self) -> Overall {
         let mut degraded = false;
-        for c in &self.checks {
+        for c in self.cells().iter() {
             let up = c.lock().status == Status::Up;
             if !up && c.critical {
                 return Overall::Unhealthy;
@@ -327,21 +426,35 @@ impl Health {
     }
 
     /// Names of startup-gate checks that have never been up.
-    pub fn startup_pending(&self) -> Vec<usize> {
-        self.wait_for
+    pub fn startup_pending(&self) -> Vec<String> {
+        let cells = self.cells();
+        self.wait_for()
             .iter()
-            .copied()
-            .filter(|&i| !self.checks[i].lock().ever_up)
+            .filter(|name| {
+                !cells
+                    .iter()
+                    .find(|c| &c.name == *name)
+                    .is_some_and(|c| c.lock().ever_up)
+            })
+            .cloned()
             .collect()
     }
 
     pub fn uptime(&self) -> Duration {
         self.created.elapsed()
     }
+
+    /// Milliseconds since this berth started, on the health clock.
+    pub fn now_ms(&self) -> u64 {
+        self.created.elapsed().as_millis() as u64
+    }
 }
 
+/// How many recent results a cell keeps for the status page's strip.
+pub const HISTORY: usize = 60;
+
 impl CheckCell {
-    fn new(spec: &CheckSpec) -> CheckCell {
+    pub fn new(spec: &CheckSpec) -> CheckCell {
         CheckCell {
             name: spec.name.clone(),
             kind: spec.kind(),
@@ -355,7 +468,30 @@ impl CheckCell {
             stale_after: spec.interval * 2 + spec.timeout + Duration::from_secs(10),
             state: Mutex::new(CheckState::default()),
             heartbeat_ms: AtomicU64::new(0),
+            history: Mutex::new(VecDeque::with_capacity(HISTORY)),
         }
+    }
+
+    pub fn snapshot(&self) -> CheckState {
+        self.lock().clone()
+    }
+
+    /// The last [`HISTORY`] results, oldest first: (succeeded, latency).
+    pub fn history(&self) -> Vec<(bool, Duration)> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn remember(&self, ok: bool, latency: Duration) {
+        let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if h.len() == HISTORY {
+            h.pop_front();
+        }
+        h.push_back((ok, latency));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CheckState> {

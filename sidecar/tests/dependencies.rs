@@ -213,8 +213,13 @@ async fn serial_silent_server_is_a_timeout_not_a_stuck_check() {
     let app = berth::App::new(config);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let handles =
-        berth::checks::spawn_all(&app.health, &app.config.checks, &[], &app.secrets, &stop_rx);
+    let handles = berth::checks::spawn_all(
+        &app.health,
+        &app.config().checks,
+        &[],
+        &app.secrets(),
+        &stop_rx,
+    );
     loop {
         let all_down = (0..3).all(|i| app.health.status(i) == Status::Down);
         if all_down {
@@ -230,7 +235,7 @@ async fn serial_silent_server_is_a_timeout_not_a_stuck_check() {
     for i in 0..3 {
         let s = app.health.snapshot(i);
         let e = s.error.unwrap();
-        assert_eq!(e.kind, "timeout", "{}: {e}", app.health.checks[i].name);
+        assert_eq!(e.kind, "timeout", "{}: {e}", app.health.cells()[i].name);
         assert!(!e.to_string().contains("topsecretpw"));
         let latency = s.latency.unwrap();
         assert!(
@@ -270,8 +275,13 @@ async fn serial_postgres_and_redis_checks_reuse_one_connection() {
     );
     let app = berth::App::new(berth::config::parse(&yaml, &|_| None).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handles =
-        berth::checks::spawn_all(&app.health, &app.config.checks, &[], &app.secrets, &stop_rx);
+    let handles = berth::checks::spawn_all(
+        &app.health,
+        &app.config().checks,
+        &[],
+        &app.secrets(),
+        &stop_rx,
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.health.status(0), Status::Up);
     assert_eq!(app.health.status(1), Status::Up);
@@ -358,8 +368,13 @@ async fn http_file_and_process_checks_follow_their_targets() {
     );
     let app = berth::App::new(berth::config::parse(&yaml, &|_| None).unwrap());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handles =
-        berth::checks::spawn_all(&app.health, &app.config.checks, &[], &app.secrets, &stop_rx);
+    let handles = berth::checks::spawn_all(
+        &app.health,
+        &app.config().checks,
+        &[],
+        &app.secrets(),
+        &stop_rx,
+    );
     let wait_for = |idx: usize, want: Status| {
         let app = app.clone();
         async move {
@@ -368,7 +383,7 @@ async fn http_file_and_process_checks_follow_their_targets() {
                 assert!(
                     start.elapsed() < SLACK,
                     "{} never became {want:?}: {:?}",
-                    app.health.checks[idx].name,
+                    app.health.cells()[idx].name,
                     app.health.snapshot(idx)
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;

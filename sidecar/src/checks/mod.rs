@@ -43,7 +43,7 @@ use tokio::time::Instant;
 
 use crate::config::{CheckSpec, ConfigError, Cx};
 use crate::redact::{CheckError, Secrets};
-use crate::state::Health;
+use crate::state::{CheckCell, Health};
 
 /// Every check type berth knows, by its `type:` name.
 pub const TYPES: &[CheckType] = &[
@@ -130,10 +130,10 @@ pub(crate) fn io_source<'a>(
     None
 }
 
-/// Runs one check on its interval until `stop` turns true.
+/// Runs one check on its interval until `stop` turns true, writing into `cell`.
 pub async fn run_checker(
     health: Arc<Health>,
-    idx: usize,
+    cell: Arc<CheckCell>,
     spec: CheckSpec,
     secrets: Arc<Secrets>,
     fast_when_draining: bool,
@@ -141,9 +141,9 @@ pub async fn run_checker(
 ) {
     let mut probe = spec.def.probe(spec.timeout);
     let mut draining = health.subscribe_draining();
-    let mut jitter = Jitter::new(idx as u64);
+    let mut jitter = Jitter::new(spec.name.len() as u64 ^ Arc::as_ptr(&cell) as u64);
     loop {
-        health.beat(idx);
+        health.beat_cell(&cell);
         let started = Instant::now();
         let result = match tokio::time::timeout(spec.timeout, probe.check(&secrets)).await {
             Ok(r) => r,
@@ -158,7 +158,7 @@ pub async fn run_checker(
                 ))
             }
         };
-        health.record(idx, result, started.elapsed());
+        health.record_cell(&cell, result, started.elapsed());
 
         let fast = fast_when_draining && *draining.borrow();
         let wait = if fast {
@@ -178,7 +178,8 @@ pub async fn run_checker(
     probe.reset();
 }
 
-/// Spawns one checker task per configured check.
+/// Spawns one checker task per configured check (the cells of `health`,
+/// which must be in the order of `specs`).
 pub fn spawn_all(
     health: &Arc<Health>,
     specs: &[CheckSpec],
@@ -186,13 +187,14 @@ pub fn spawn_all(
     secrets: &Arc<Secrets>,
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
+    let cells = health.cells();
     specs
         .iter()
-        .enumerate()
-        .map(|(idx, spec)| {
+        .zip(cells.iter())
+        .map(|(spec, cell)| {
             tokio::spawn(run_checker(
                 health.clone(),
-                idx,
+                cell.clone(),
                 spec.clone(),
                 secrets.clone(),
                 fast_when_draining.contains(&spec.name),

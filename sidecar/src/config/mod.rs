@@ -213,8 +213,14 @@ impl Config {
 }
 
 /// Reads and validates the file at `path` (environment from the process).
-/// The read is bounded: a config is never more than [`MAX_CONFIG_BYTES`].
 pub fn load(path: &Path) -> Result<Config> {
+    let text = read(path)?;
+    let env = |name: &str| std::env::var(name).ok();
+    parse(&text, &env)
+}
+
+/// Reads a config file; bounded: a config is never more than [`MAX_CONFIG_BYTES`].
+pub fn read(path: &Path) -> Result<String> {
     let cannot =
         |why: String| ConfigError::new("config", format!("cannot read {}: {why}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| cannot(io_reason(&e)))?;
@@ -229,9 +235,7 @@ pub fn load(path: &Path) -> Result<Config> {
     if bytes.len() as u64 > MAX_CONFIG_BYTES {
         return Err(cannot(format!("larger than {MAX_CONFIG_BYTES} bytes")));
     }
-    let text = String::from_utf8(bytes).map_err(|_| cannot("not UTF-8 text".into()))?;
-    let env = |name: &str| std::env::var(name).ok();
-    parse(&text, &env)
+    String::from_utf8(bytes).map_err(|_| cannot("not UTF-8 text".into()))
 }
 
 pub(crate) fn io_reason(e: &std::io::Error) -> String {

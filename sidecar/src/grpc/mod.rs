@@ -15,6 +15,8 @@
 //! message over [`MAX_MESSAGE`] or a malformed varint is an error, never a
 //! panic or a large allocation.
 
+pub mod server;
+
 /// `:path` of the unary health check.
 pub const CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
 /// `:path` of the streaming health watch.
