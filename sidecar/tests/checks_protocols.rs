@@ -543,3 +543,342 @@ fn config_errors_name_the_field() {
         assert!(!format!("{e:?}").contains(secret), "{body}: {e:?}");
     }
 }
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A private MariaDB with TLS on (certificate from a fresh [`TestCa`]) and
+/// a user that may only log in over TLS (`REQUIRE SSL`); killed on drop.
+/// The machine's MariaDB has TLS off, and must not be reconfigured.
+struct TlsMariaDb {
+    port: u16,
+    ca: TestCa,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+const TLS_USER: &str = "berth_tls";
+const TLS_PW: &str = "berth-tls-pw-3Kd";
+
+impl TlsMariaDb {
+    fn start() -> TlsMariaDb {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-mariadb-")
+            .tempdir()
+            .unwrap();
+        let data = dir.path().join("data");
+        let as_root: &[&str] = if running_as_root() {
+            &["--user=root"]
+        } else {
+            &[]
+        };
+        let out = Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--auth-root-authentication-method=normal"])
+            .arg(format!("--datadir={}", data.display()))
+            .args(as_root)
+            .output()
+            .expect("run mariadb-install-db (apt-get install mariadb-server)");
+        assert!(
+            out.status.success(),
+            "mariadb-install-db failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ca = TestCa::new();
+        let port = free_port();
+        let server = ["/usr/sbin/mariadbd", "/usr/sbin/mysqld"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mariadbd");
+        let socket = dir.path().join("sock");
+        let child = Command::new(server)
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--port={port}"))
+            .args(["--bind-address=127.0.0.1", "--skip-log-bin"])
+            .arg(format!("--ssl-cert={}", ca.server_cert.display()))
+            .arg(format!("--ssl-key={}", ca.server_key.display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("err.log").display()
+            ))
+            .args(as_root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run mariadbd");
+        let db = TlsMariaDb {
+            port,
+            ca,
+            child,
+            dir,
+        };
+        assert!(
+            wait_for_port(port, Duration::from_secs(60)),
+            "private MariaDB did not listen: {}",
+            std::fs::read_to_string(db.dir.path().join("err.log")).unwrap_or_default()
+        );
+        let out = Command::new("mariadb")
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-uroot", "-e"])
+            // @localhost too: install-db's anonymous ''@localhost would
+            // otherwise win for connections from 127.0.0.1.
+            .arg(format!(
+                "CREATE USER '{TLS_USER}'@'%' IDENTIFIED BY '{TLS_PW}' REQUIRE SSL; \
+                 CREATE USER '{TLS_USER}'@'localhost' IDENTIFIED BY '{TLS_PW}' REQUIRE SSL"
+            ))
+            .output()
+            .expect("run mariadb");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        db
+    }
+}
+
+impl Drop for TlsMariaDb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// MySQL over TLS (SSLRequest, then the login inside TLS) against a server
+/// whose user may only log in over TLS: every mode that uses TLS is up
+/// (so TLS really was used), `disabled` is refused by the server, and a
+/// certificate from another CA is `tls_failed`.
+#[tokio::test]
+async fn mysql_tls_modes() {
+    let db = TlsMariaDb::start();
+    let check = |q: String| {
+        one_check(&format!(
+            "type: mysql, url: \"mysql://{TLS_USER}:{TLS_PW}@127.0.0.1:{}/{q}\"",
+            db.port
+        ))
+    };
+    let ca = db.ca.ca_cert.display().to_string();
+    for q in [
+        String::new(), // preferred: TLS because the server offers it
+        "?ssl-mode=required".to_string(),
+        format!("?ssl-mode=verify_ca&ssl-ca={ca}"),
+        format!("?ssl-mode=verify_identity&ssl-ca={ca}"),
+    ] {
+        assert_eq!(once(&check(q.clone())).await, Ok(()), "{q}");
+    }
+    let e = once(&check("?ssl-mode=disabled".into())).await.unwrap_err();
+    assert_eq!(e.kind, "auth_failed", "REQUIRE SSL refuses plain: {e}");
+    assert!(!e.to_string().contains(TLS_PW), "{e}");
+
+    let other = TestCa::new();
+    let e = once(&check(format!(
+        "?ssl-mode=verify_ca&ssl-ca={}",
+        other.ca_cert.display()
+    )))
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, "tls_failed", "{e}");
+    assert!(e.detail.contains("not signed by a trusted CA"), "{e}");
+    // The compiled-in roots do not know a private CA either.
+    let e = once(&check("?ssl-mode=verify_identity".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, "tls_failed", "{e}");
+}
+
+/// A TLS-terminating haproxy in front of the machine's RabbitMQ (RabbitMQ's
+/// own TLS listener would mean reconfiguring the shared broker).
+struct TlsProxy {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsProxy {
+    fn start(ca: &TestCa, backend: &str) -> TlsProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("server.pem");
+        let mut both = std::fs::read(&ca.server_cert).unwrap();
+        both.extend(std::fs::read(&ca.server_key).unwrap());
+        std::fs::write(&pem, both).unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 64\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+                 timeout client 30s\n  timeout server 30s\nfrontend tls\n  \
+                 bind 127.0.0.1:{port} ssl crt {}\n  default_backend plain\n\
+                 backend plain\n  server broker {backend}\n",
+                pem.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run haproxy (apt-get install haproxy)");
+        let proxy = TlsProxy {
+            port,
+            child,
+            _dir: dir,
+        };
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "haproxy did not listen"
+        );
+        proxy
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `amqps://`: verified against `cacertfile`, refused with the built-in
+/// roots (a private CA), accepted unverified with `verify=verify_none`.
+#[tokio::test]
+async fn amqps_through_a_tls_terminator() {
+    require(RABBITMQ, "RabbitMQ");
+    let ca = TestCa::new();
+    let proxy = TlsProxy::start(&ca, &format!("127.0.0.1:{RABBITMQ}"));
+    let check = |q: String| {
+        one_check(&format!(
+            "type: amqp, url: \"amqps://guest:guest@127.0.0.1:{}/%2f{q}\"",
+            proxy.port
+        ))
+    };
+    assert_eq!(
+        once(&check(format!("?cacertfile={}", ca.ca_cert.display()))).await,
+        Ok(())
+    );
+    assert_eq!(once(&check("?verify=verify_none".into())).await, Ok(()));
+    let e = once(&check(String::new())).await.unwrap_err();
+    assert_eq!(e.kind, "tls_failed", "{e}");
+    assert!(e.detail.contains("not signed by a trusted CA"), "{e}");
+}
+
+/// Servers that accept the connection and never answer: each protocol
+/// check is `down` with kind `timeout` after its timeout and keeps being
+/// retried (its half-open connection dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_servers_are_timeouts() {
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = hole.local_addr().unwrap();
+    // Accepts (the kernel does) and holds every connection, silently.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in hole.incoming().flatten().take(256) {
+            held.push(s);
+        }
+    });
+    let checks = Running::start(&format!(
+        "checks:\n  \
+         - {{name: db, type: mysql, url: \"mysql://u:topsecretpw@{addr}/\", interval: 500ms, timeout: 300ms, failureThreshold: 1}}\n  \
+         - {{name: mq, type: amqp, url: \"amqp://u:topsecretpw@{addr}/\", interval: 500ms, timeout: 300ms, failureThreshold: 1}}\n  \
+         - {{name: bus, type: nats, url: \"nats://u:topsecretpw@{addr}\", interval: 500ms, timeout: 300ms, failureThreshold: 1}}\n"
+    ));
+    for i in 0..3 {
+        let e = checks.wait(i, Status::Down).await.unwrap();
+        assert_eq!(e.kind, "timeout", "{i}: {e}");
+    }
+    let start = Instant::now();
+    while (0..3).any(|i| checks.health.snapshot(i).failures_total < 3) {
+        assert!(start.elapsed() < SLACK, "a checker is stuck");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    checks.stop().await;
+}
+
+/// A name in /etc/hosts: up, removed (down, `not_found`), back (up).
+/// berth runs in a private mount namespace with a temporary file
+/// bind-mounted over /etc/hosts, so the test edits "its" /etc/hosts
+/// without touching the machine's (needs root, as `unshare --mount` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_name_in_etc_hosts_up_down_and_back_up() {
+    assert!(
+        running_as_root(),
+        "this test needs root (unshare --mount, to give berth its own /etc/hosts)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let with = "127.0.0.1 localhost\n10.77.0.7 berth-dns-test.example\n";
+    let without = "127.0.0.1 localhost\n";
+    std::fs::write(&hosts, with).unwrap();
+    let port = free_port();
+    let config = dir.path().join("berth.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: \"127.0.0.1:{port}\"\nchecks:\n  - {{name: svc, type: dns, \
+             host: berth-dns-test.example, expect: [10.77.0.7], interval: 300ms, \
+             timeout: 250ms, failureThreshold: 1}}\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("berth.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" /etc/hosts && exec \"$2\" serve --config \"$3\"")
+        .arg("sh")
+        .arg(&hosts)
+        .arg(harness::BERTH)
+        .arg(&config)
+        .env_remove("BERTH_LISTEN")
+        .env_remove("BERTH_CONFIG")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("run unshare");
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _berth = Kill(child);
+    assert!(
+        wait_for_port(port, Duration::from_secs(20)),
+        "berth in its mount namespace did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let url = format!("http://127.0.0.1:{port}/api/v1/health/");
+    let wait = |want: &'static str| {
+        let url = url.clone();
+        async move {
+            let start = Instant::now();
+            loop {
+                let (_, body) = harness::get(&url).await;
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) {
+                    if v["checks"][0]["status"] == want {
+                        return v["checks"][0]["error"].as_str().unwrap_or("").to_string();
+                    }
+                }
+                assert!(start.elapsed() < SLACK, "never {want}: {body}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(wait("up").await, "");
+    // In place: the bind mount holds this inode.
+    std::fs::write(&hosts, without).unwrap();
+    let error = wait("down").await;
+    assert!(error.starts_with("not_found"), "{error}");
+    std::fs::write(&hosts, with).unwrap();
+    assert_eq!(wait("up").await, "");
+}
