@@ -18,7 +18,9 @@
 mod amqp;
 mod dns;
 mod file;
+mod grpc;
 mod http;
+mod https;
 mod mysql;
 mod nats;
 mod postgres;
@@ -51,6 +53,8 @@ pub const TYPES: &[CheckType] = &[
     redis::TYPE,
     tcp::TYPE,
     http::TYPE,
+    https::TYPE,
+    grpc::TYPE,
     file::TYPE,
     process::TYPE,
     mysql::TYPE,
