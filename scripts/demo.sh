@@ -10,7 +10,9 @@
 #
 # It prints the URLs and a curl session, then waits. Ctrl-C drains the pods
 # as Kubernetes would (preStop -> SIGTERM -> grace) and removes everything it
-# created (pods, volumes, the database). A second Ctrl-C stops at once.
+# created (pods, volumes, the database), also when its output is piped and
+# the reader is gone (`make demo | tee log`, Ctrl-C): scripts/demo-lib.sh.
+# A second Ctrl-C stops the drain at once.
 #
 # Env: BERTH_DEMO_PORT (API, default 18000; API pods on +1.., HAProxy stats
 # on +9), BERTH_DEMO_BERTH_PORT (berth of API pod 0, default 18642; pod i on
@@ -53,26 +55,10 @@ scripts/build-images.sh 2>&1 | awk '/^ *(Compiling|Downloaded|Downloading|Lockin
 
 STATE=$(mktemp -d /tmp/berth-demo.XXXXXX)
 chmod 755 "$STATE"
-KPID=""; HPID=""; STOPPING=0
-cleanup() {
-  [ $STOPPING = 1 ] && return; STOPPING=1
-  trap 'echo "    forced: removing the pods now"; [ -n "$KPID" ] && kill -KILL "$KPID" 2>/dev/null' INT TERM
-  echo
-  say "stopping: pods drain as on Kubernetes (preStop, SIGTERM, grace), then everything is removed"
-  if [ -n "$KPID" ] && kill -0 "$KPID" 2>/dev/null; then
-    kill -TERM "$KPID" 2>/dev/null || true
-    for _ in $(seq 1 1200); do kill -0 "$KPID" 2>/dev/null || break; sleep 0.1; done
-    grep -E 'preStop|exited with|terminated in' "$STATE/kubelet.log" 2>/dev/null | sed 's/^\[kubelet [^]]*\] /    /' | tail -40 || true
-  fi
-  [ -n "$HPID" ] && kill "$HPID" 2>/dev/null
-  "$PODS_PY" tests/pods/kubelet.py down --prefix "$PREFIX" 2>/dev/null || true
-  pods_pg_stop "$STATE/pg"
-  rm -rf "$STATE"
-  echo "    done: no pod, container, volume or database of the demo is left."
-}
-trap 'cleanup; exit 0' INT
-trap 'cleanup; exit 143' TERM
-trap cleanup EXIT
+KPID=""; HPID=""
+# shellcheck source=scripts/demo-lib.sh
+source "$ROOT/scripts/demo-lib.sh"
+demo_traps
 # A demo that was killed before it could clean up leaves pods behind: remove them.
 "$PODS_PY" tests/pods/kubelet.py down --prefix "$PREFIX" 2>/dev/null || true
 
