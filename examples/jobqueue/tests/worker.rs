@@ -559,3 +559,39 @@ async fn worker_never_holds_more_leases_than_its_concurrency() {
     );
     assert!(max_held >= 2, "jobs ran concurrently ({max_held})");
 }
+
+/// The combined store-and-claim statement is fenced like `complete`: a
+/// success under a stale token is discarded, and the claim still leases.
+#[tokio::test]
+async fn claim_and_complete_is_fenced() {
+    let db = Db::start().await;
+    let q = db.queue();
+    q.enqueue_batch(&[
+        NewJob::new("noop"),
+        NewJob::new("noop"),
+        NewJob::new("noop"),
+    ])
+    .await
+    .unwrap();
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let held = q.claim(&queues, 2, lease, "w").await.unwrap();
+    assert_eq!(held.len(), 2);
+    let done = [
+        (held[0].id, held[0].lease_token),
+        (held[1].id, held[1].lease_token.wrapping_add(1)), // stale token
+    ];
+    let (claimed, completed) = q
+        .claim_and_complete(&queues, 5, lease, "w", &done)
+        .await
+        .unwrap();
+    assert_eq!(completed, vec![held[0].id]);
+    assert_eq!(
+        claimed.len(),
+        1,
+        "the third job is leased in the same statement"
+    );
+    assert_eq!(status_of(&q, held[0].id).await.status, Status::Succeeded);
+    assert_eq!(status_of(&q, held[1].id).await.status, Status::Running);
+    assert_eq!(status_of(&q, claimed[0].id).await.status, Status::Running);
+}

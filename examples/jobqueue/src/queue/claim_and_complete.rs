@@ -9,6 +9,17 @@
 //! in the same commit that leases the jobs taking their slots. The held
 //! count never exceeds `concurrency` at any instant. The two `UPDATE`s
 //! touch disjoint rows (`running` vs `queued`).
+//!
+//! It runs on connections that use *generic* plans (planned once per
+//! connection, see `db::pool_async_commit_generic_plans`), so the SQL is
+//! written for a plan that is right whatever the statistics:
+//! - the fence pairs each id with its token by position
+//!   (`$2[array_position($1, id)]`) instead of joining `unnest($1, $2)`:
+//!   no join for the planner to turn into a nested loop;
+//! - `status || '' = 'running'` keeps the planner off the partial lease
+//!   index (`WHERE status = 'running'`), which statistics taken at an idle
+//!   moment make look empty: it would scan every running job instead of
+//!   looking the ids up by primary key.
 
 use std::time::Duration;
 
@@ -23,8 +34,8 @@ WITH done AS (
     UPDATE jobs AS j
     SET status = 'succeeded', finished_at = now(), updated_at = now(),
         lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
-    FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
-    WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'
+    WHERE j.id = ANY($1) AND j.status || '' = 'running'
+      AND j.lease_token = ($2::bigint[])[array_position($1::bigint[], j.id)]
     RETURNING j.id),
 claimed AS (
     UPDATE jobs AS j

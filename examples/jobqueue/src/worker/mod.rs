@@ -111,6 +111,8 @@ pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
 /// A worker process's runtime. See the module docs.
 pub struct Worker {
     queue: Queue,
+    /// The fetcher's claims, on connections with generic plans.
+    claims: Queue,
     database_url: String,
     registry: Arc<Registry>,
     options: WorkerOptions,
@@ -122,16 +124,16 @@ impl Worker {
     /// `database_url` is used for the pool and for the LISTEN connection.
     pub fn new(database_url: &str, registry: Registry, options: WorkerOptions) -> Result<Self> {
         let url = crate::db::normalise_url(database_url).map_err(Error::Url)?;
-        // claims + completion writers + lease keeper + hand-back/spare.
+        // Completion writers + lease keeper + hand-back/spare (claims have
+        // their own pool).
         // Asynchronous commit: every write through this pool is a worker
         // state change that at-least-once delivery can lose safely (see
         // `pool_async_commit`).
-        let pool = crate::db::pool_async_commit(
-            &url,
-            2 + fetcher::CLAIMS_IN_FLIGHT + completer::MAX_WRITERS,
-        )?;
+        let pool = crate::db::pool_async_commit(&url, 2 + completer::MAX_WRITERS)?;
+        let claims = crate::db::pool_async_commit_generic_plans(&url, fetcher::CLAIMS_IN_FLIGHT)?;
         Ok(Worker {
             queue: Queue::new(pool),
+            claims: Queue::new(claims),
             database_url: url,
             registry: Arc::new(registry),
             options,
@@ -208,7 +210,7 @@ impl Worker {
             stop.clone(),
         ));
         let fetcher = Fetcher {
-            queue: self.queue.clone(),
+            queue: self.claims.clone(),
             opts: opts.clone(),
             executor: Executor {
                 registry: self.registry.clone(),
