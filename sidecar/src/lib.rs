@@ -27,7 +27,6 @@ pub mod supervisor;
 pub mod timefmt;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -43,6 +42,10 @@ use crate::state::Health;
 /// How long in-flight requests get to finish once shutdown has begun.
 /// Native mode must exit within 2 s of SIGTERM, so this stays well below.
 const SERVER_GRACE: Duration = Duration::from_millis(1000);
+/// A client gets this long to send its request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head berth buffers (hyper's minimum is 8 KiB).
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// How long checkers get to close their connections.
 const CHECKER_GRACE: Duration = Duration::from_millis(500);
 
@@ -204,22 +207,57 @@ pub async fn serve(
     Ok(())
 }
 
-/// One axum server that stops accepting once `began` turns true.
+/// One HTTP/1 server for `router` that stops accepting once `began` turns
+/// true and then lets open requests finish (the caller bounds that wait).
+///
+/// hyper's connection builder directly instead of `axum::serve`, for two
+/// settings axum does not expose: no vectored writes (a probe answer is one
+/// small buffer; `writev` with two iovecs costs more than a copy) and a
+/// deadline on reading request headers, so an idle or trickling client
+/// (slowloris, from anywhere the port is published) cannot pin a task.
 async fn http_server(
     listener: TcpListener,
     router: axum::Router,
     mut began: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    // Probe answers are one small write each: never hold them back (Nagle).
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = began.wait_for(|b| *b).await;
-    })
-    .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.writev(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = began.wait_for(|b| *b).await; } => break,
+        };
+        // Probe answers are one small write each: never hold them back (Nagle).
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                // Handlers decide what a caller may see from the TCP peer.
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                router.clone().oneshot(req)
+            });
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
