@@ -149,8 +149,9 @@ impl CheckDef for Amqp {
         })
     }
 
+    // The URL's password, as written and decoded (not the implied
+    // guest/guest of a URL without credentials).
     fn add_secrets(&self, secrets: &mut Secrets) {
-        secrets.add(&self.target.password);
         secrets.add_url_userinfo(&self.url);
     }
 }
@@ -322,8 +323,14 @@ async fn expect(
         }
         let size = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
         // Payload and the frame-end octet.
-        let frame =
-            wire::read_exact_capped(s, size.saturating_add(1), MAX_FRAME, "an AMQP frame").await?;
+        let frame = wire::read_exact_capped(
+            s,
+            size.saturating_add(1),
+            MAX_FRAME,
+            "an AMQP frame",
+            secrets,
+        )
+        .await?;
         if frame.last() != Some(&FRAME_END) {
             return Err(CheckError::new(
                 "protocol_error",

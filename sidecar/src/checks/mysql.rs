@@ -284,8 +284,7 @@ fn parse_greeting(p: &[u8], secrets: &Secrets) -> Result<Greeting, CheckError> {
 }
 
 async fn login(t: &Target, secrets: &Secrets) -> Result<Stream, CheckError> {
-    let tcp = wire::connect(&t.host, t.port, secrets).await?;
-    let mut tcp = tcp;
+    let mut tcp = wire::connect(&t.host, t.port, secrets).await?;
     let (seq, greeting) = read_packet(&mut tcp, secrets).await?;
     let greeting = parse_greeting(&greeting, secrets)?;
     let server = greeting.capabilities;
@@ -531,7 +530,7 @@ async fn read_packet<R: tokio::io::AsyncRead + Unpin + ?Sized>(
         .await
         .map_err(|e| CheckError::from_io(&e, secrets))?;
     let len = usize::from(head[0]) | usize::from(head[1]) << 8 | usize::from(head[2]) << 16;
-    let payload = wire::read_exact_capped(r, len, MAX_PACKET, "a MySQL packet").await?;
+    let payload = wire::read_exact_capped(r, len, MAX_PACKET, "a MySQL packet", secrets).await?;
     Ok((head[3], payload))
 }
 

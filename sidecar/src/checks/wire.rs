@@ -283,6 +283,7 @@ pub(super) async fn read_exact_capped<R: AsyncRead + Unpin + ?Sized>(
     len: usize,
     cap: usize,
     what: &str,
+    secrets: &Secrets,
 ) -> Result<Vec<u8>, CheckError> {
     if len > cap {
         return Err(CheckError::new(
@@ -293,7 +294,7 @@ pub(super) async fn read_exact_capped<R: AsyncRead + Unpin + ?Sized>(
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf)
         .await
-        .map_err(|e| CheckError::from_io(&e, &Secrets::default()))?;
+        .map_err(|e| CheckError::from_io(&e, secrets))?;
     Ok(buf)
 }
 
@@ -531,7 +532,7 @@ mod tests {
     #[tokio::test]
     async fn capped_reads_refuse_before_allocating() {
         let mut data: &[u8] = &[1, 2, 3];
-        let e = read_exact_capped(&mut data, 2_000_000, 1 << 20, "packet")
+        let e = read_exact_capped(&mut data, 2_000_000, 1 << 20, "packet", &Secrets::default())
             .await
             .expect_err("over the cap");
         assert_eq!(e.kind, "protocol_error");
