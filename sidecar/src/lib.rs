@@ -14,6 +14,7 @@
 pub mod checks;
 pub mod config;
 pub mod grpc;
+pub mod inject;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

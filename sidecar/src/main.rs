@@ -45,6 +45,8 @@ enum Command {
         #[arg(long, default_value = "60s")]
         timeout: String,
     },
+    /// Add berth to Kubernetes YAML (stdin or files) as the chart would; --remove takes it out.
+    Inject(berth::inject::InjectArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Inject(args) => berth::inject::run(args, cli.config.as_deref()),
         Command::Serve => {
             let config = match load(&config_path) {
                 Ok(c) => c,

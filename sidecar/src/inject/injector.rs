@@ -1,0 +1,1 @@
+//! `berth injector`: the HTTPS server of the mutating webhook.

@@ -1,0 +1,1 @@
+//! AdmissionReview handling for `berth injector` (see [`super::injector`]).
