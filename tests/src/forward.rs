@@ -11,6 +11,7 @@
 //! It also counts the connections it accepted, which is how a test proves
 //! that a client keeps one connection between runs.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,13 +19,16 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Open connections by number: (client side, server side).
+type Open = Arc<Mutex<HashMap<usize, (TcpStream, TcpStream)>>>;
+
 /// Forwards `127.0.0.1:port` to a target address; stops and starts on demand.
 pub struct Forwarder {
     pub port: u16,
     target: SocketAddr,
     accepted: Arc<AtomicUsize>,
-    /// Both halves of every forwarded connection, to cut them on stop.
-    open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Both halves of every open forwarded connection, to cut them on stop.
+    open: Open,
     running: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
 }
 
@@ -39,7 +43,7 @@ impl Forwarder {
             port: crate::free_port(),
             target,
             accepted: Arc::new(AtomicUsize::new(0)),
-            open: Arc::new(Mutex::new(Vec::new())),
+            open: Arc::new(Mutex::new(HashMap::new())),
             running: None,
         };
         f.resume();
@@ -63,8 +67,9 @@ impl Forwarder {
             stop.store(true, Ordering::SeqCst);
             let _ = handle.join();
         }
-        for s in self.open.lock().expect("lock").drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
+        for (_, (client, server)) in self.open.lock().expect("lock").drain() {
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
         }
     }
 
@@ -94,7 +99,7 @@ impl Forwarder {
             while !flag.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        accepted.fetch_add(1, Ordering::SeqCst);
+                        let id = accepted.fetch_add(1, Ordering::SeqCst);
                         let _ = client.set_nonblocking(false);
                         let Ok(server) =
                             TcpStream::connect_timeout(&target, Duration::from_secs(5))
@@ -103,7 +108,7 @@ impl Forwarder {
                         };
                         let _ = client.set_nodelay(true);
                         let _ = server.set_nodelay(true);
-                        pipe(&client, &server, &open);
+                        pipe(id, &client, &server, &open);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));
@@ -117,8 +122,9 @@ impl Forwarder {
 }
 
 /// Copies both ways on two threads; each direction ends at EOF or error
-/// and then shuts the other side's write half.
-fn pipe(client: &TcpStream, server: &TcpStream, open: &Arc<Mutex<Vec<TcpStream>>>) {
+/// and then shuts the other side's write half. The connection leaves
+/// `open` (closing its sockets) when both directions are done.
+fn pipe(id: usize, client: &TcpStream, server: &TcpStream, open: &Open) {
     let clones = (
         client.try_clone(),
         server.try_clone(),
@@ -128,15 +134,19 @@ fn pipe(client: &TcpStream, server: &TcpStream, open: &Arc<Mutex<Vec<TcpStream>>
     let (Ok(c1), Ok(s1), Ok(c2), Ok(s2)) = clones else {
         return;
     };
-    {
-        let mut open = open.lock().expect("lock");
-        if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
-            open.push(c);
-            open.push(s);
-        }
+    if let (Ok(c), Ok(s)) = (client.try_clone(), server.try_clone()) {
+        open.lock().expect("lock").insert(id, (c, s));
     }
-    std::thread::spawn(move || copy(c1, s1));
-    std::thread::spawn(move || copy(s2, c2));
+    let done = Arc::new(AtomicUsize::new(0));
+    for (from, to) in [(c1, s1), (s2, c2)] {
+        let (open, done) = (open.clone(), done.clone());
+        std::thread::spawn(move || {
+            copy(from, to);
+            if done.fetch_add(1, Ordering::SeqCst) == 1 {
+                open.lock().expect("lock").remove(&id);
+            }
+        });
+    }
 }
 
 fn copy(mut from: TcpStream, mut to: TcpStream) {
