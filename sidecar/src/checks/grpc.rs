@@ -170,8 +170,10 @@ impl CheckDef for Grpc {
         "grpc"
     }
 
-    fn probe(&self, _timeout: Duration) -> Box<dyn Probe> {
+    fn probe(&self, timeout: Duration) -> Box<dyn Probe> {
         Box::new(GrpcProbe {
+            // The server may give up when berth will have stopped waiting.
+            deadline: format!("{}m", timeout.as_millis().clamp(1, 99_999_999)),
             host: self.host.clone(),
             port: self.port,
             server_name: self.server_name.clone(),
@@ -192,6 +194,8 @@ struct GrpcProbe {
     uri: http::Uri,
     /// The framed request, the same every run.
     body: Bytes,
+    /// `grpc-timeout` header: the check's timeout, in milliseconds.
+    deadline: String,
     tls: Option<TlsSettings>,
     conn: Option<(Sender, JoinHandle<()>)>,
 }
@@ -247,6 +251,7 @@ impl GrpcProbe {
         let req = http::Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
+            .header("grpc-timeout", self.deadline.as_str())
             .header(
                 http::header::USER_AGENT,
                 concat!("berth/", env!("CARGO_PKG_VERSION")),

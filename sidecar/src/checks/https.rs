@@ -615,3 +615,37 @@ impl ServerCertVerifier for NoVerification {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_urls() {
+        let u = parse_https_url("https://u:pw@[::1]:8443/healthz?x=1").expect("v6");
+        assert_eq!(u.port, Some(8443));
+        assert_eq!(u.target, "/healthz?x=1");
+        assert_eq!(u.authority.expect("authority").host(), "[::1]");
+        let u = parse_https_url("https://minio").expect("bare host");
+        assert_eq!((u.port, u.target.as_str()), (None, "/"));
+        for bad in ["http://h/", "https://", "https://h:0/", "ftp://h", "h:443"] {
+            let e = parse_https_url(bad).err().unwrap_or_default();
+            assert!(!e.is_empty(), "{bad} accepted");
+        }
+        let e = parse_https_url("http://u:hunter2@h/")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("type http") && !e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn pem_reads_are_bounded_and_regular_files_only() {
+        assert!(read_pem("/dev/zero").is_err());
+        assert!(read_pem("/nonexistent/ca.pem").is_err());
+        let big = std::env::temp_dir().join(format!("berth-big-pem-{}", std::process::id()));
+        std::fs::write(&big, vec![b'a'; (MAX_PEM + 1) as usize]).expect("write");
+        let e = read_pem(&big.display().to_string()).expect_err("too big");
+        let _ = std::fs::remove_file(&big);
+        assert!(e.contains("larger"), "{e}");
+    }
+}
