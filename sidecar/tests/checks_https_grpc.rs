@@ -702,3 +702,49 @@ async fn grpc_tls_right_ca_wrong_ca_authority() {
     wait_check(&berth, "named", "up").await;
     wait_check(&berth, "insecure", "up").await;
 }
+
+/// The wrong kind of server says so: a grpc check against a plain HTTP/1
+/// server is `http2_error` with a hint, an https check against a port
+/// without TLS is `tls_failed` "does not speak TLS", and nothing listening
+/// is `connection_refused`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_kind_of_server_is_named() {
+    let port = berth_tests::free_port();
+    let child = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 -m http.server");
+    let _server = Server {
+        child,
+        stdin: None,
+        stdout: None,
+    };
+    wait_port(port, "http.server");
+    let closed = berth_tests::free_port();
+    let yaml = format!(
+        "checks:\n{}{}{}",
+        check("h1", &format!("type: grpc, address: \"127.0.0.1:{port}\"")),
+        check(
+            "plain",
+            &format!("type: https, url: \"https://127.0.0.1:{port}/\", insecureSkipVerify: true")
+        ),
+        check(
+            "nothing",
+            &format!("type: grpc, address: \"127.0.0.1:{closed}\"")
+        ),
+    );
+    let berth = Running::start(&yaml);
+    let error = wait_down(&berth, "h1", "http2_error").await;
+    assert!(error.contains("not a gRPC server"), "{error}");
+    let error = wait_down(&berth, "plain", "tls_failed").await;
+    assert!(error.contains("does not speak TLS"), "{error}");
+    wait_down(&berth, "nothing", "connection_refused").await;
+}

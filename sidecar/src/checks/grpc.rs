@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::https::{connect_tls, TlsFields, TlsSettings};
+use super::https::{connect_tls, error_chain, TlsFields, TlsSettings};
 use super::{io_source, CheckDef, CheckType, Probe};
 use crate::config::{validate_host_port, ConfigError, Cx, Scalar};
 use crate::grpc::{self, ServingStatus};
@@ -476,10 +476,16 @@ fn h2_error(e: &hyper::Error, secrets: &Secrets) -> CheckError {
         return CheckError::from_io(io, secrets);
     }
     if e.is_closed() || e.is_canceled() || e.is_incomplete_message() {
-        return CheckError::new("connection_lost", secrets.scrub(&e.to_string()));
+        return CheckError::new("connection_lost", secrets.scrub(&error_chain(e)));
     }
     // e.g. an HTTP/1-only server on the port: the HTTP/2 preface fails.
-    CheckError::new("http2_error", secrets.scrub(&e.to_string()))
+    CheckError::new(
+        "http2_error",
+        format!(
+            "{} (not a gRPC server, or TLS is needed: tls: true?)",
+            secrets.scrub(&error_chain(e))
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -333,9 +333,25 @@ fn hyper_error(e: &hyper::Error, secrets: &Secrets) -> CheckError {
         return CheckError::from_io(io, secrets);
     }
     if e.is_closed() || e.is_incomplete_message() || e.is_canceled() {
-        return CheckError::new("connection_lost", secrets.scrub(&e.to_string()));
+        return CheckError::new("connection_lost", secrets.scrub(&error_chain(e)));
     }
-    CheckError::new("http_error", secrets.scrub(&e.to_string()))
+    CheckError::new("http_error", secrets.scrub(&error_chain(e)))
+}
+
+/// An error and its sources in one line: hyper's own text ("http2 error")
+/// says little without what it wraps.
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !text.is_empty() && !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = err.source();
+    }
+    out
 }
 
 // ------------------------------------------------------------ TLS settings
@@ -551,6 +567,13 @@ pub(super) async fn connect_tls(
         .connect(name, tcp)
         .await
         .map_err(|e| match berth_tls::tls_failure(&e) {
+            Some(reason) if reason.contains("InvalidContentType") => CheckError::new(
+                "tls_failed",
+                format!(
+                    "{} (the server does not speak TLS on this port)",
+                    secrets.scrub(&reason)
+                ),
+            ),
             Some(reason) => CheckError::new("tls_failed", secrets.scrub(&reason)),
             // The server hung up mid-handshake (e.g. it wanted a client
             // certificate we did not send, on TLS 1.2) or never spoke TLS.
