@@ -748,3 +748,39 @@ async fn wrong_kind_of_server_is_named() {
     assert!(error.contains("does not speak TLS"), "{error}");
     wait_down(&berth, "nothing", "connection_refused").await;
 }
+
+/// A gRPC server that requires a client certificate: clientCert/clientKey
+/// → up, none → down `tls_failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_client_certificate_required() {
+    let ca = berth_tests::TestCa::new();
+    let (cert, key) = client_cert(&ca);
+    let server = GrpcHealth::start(&[
+        "--tls".into(),
+        ca.server_cert.display().to_string(),
+        ca.server_key.display().to_string(),
+        "--client-ca".into(),
+        ca.ca_cert.display().to_string(),
+    ]);
+    let addr = server.address();
+    let ca_file = ca.ca_cert.display();
+    let yaml = format!(
+        "checks:\n{}{}",
+        check(
+            "mtls",
+            &format!(
+                "type: grpc, address: \"{addr}\", tls: true, caFile: {ca_file}, clientCert: {}, clientKey: {}",
+                cert.display(),
+                key.display()
+            )
+        ),
+        check(
+            "nocert",
+            &format!("type: grpc, address: \"{addr}\", tls: true, caFile: {ca_file}")
+        ),
+    );
+    let berth = Running::start(&yaml);
+    wait_check(&berth, "mtls", "up").await;
+    let error = wait_down(&berth, "nocert", "tls_failed").await;
+    eprintln!("gRPC without a client certificate: {error}");
+}

@@ -5,8 +5,9 @@ Why a script and not a Rust server: the check must be shown against the
 reference implementation other clients (Kubernetes' grpc probe,
 grpc-health-probe) talk to, not against berth's own idea of the protocol.
 
-    health_server.py PORT [--tls CERT KEY] [SERVICE=STATUS ...]
+    health_server.py PORT [--tls CERT KEY [--client-ca CA]] [SERVICE=STATUS ...]
 
+With --client-ca, clients must present a certificate signed by CA (mTLS).
 Services start as given (default: "" and "app" SERVING). Each line on stdin
 "SERVICE STATUS" (service "-" = the overall "" service; STATUS one of
 SERVING, NOT_SERVING, UNKNOWN) changes a status and is answered with "ok" on
@@ -24,9 +25,14 @@ def main(argv):
     port = int(argv[0])
     rest = argv[1:]
     tls = None
+    client_ca = None
     if rest[:1] == ["--tls"]:
         tls = (rest[1], rest[2])
         rest = rest[3:]
+    if rest[:1] == ["--client-ca"]:
+        with open(rest[1], "rb") as f:
+            client_ca = f.read()
+        rest = rest[2:]
     initial = dict(arg.split("=", 1) for arg in rest) or {"": "SERVING", "app": "SERVING"}
 
     servicer = health.HealthServicer()
@@ -40,7 +46,10 @@ def main(argv):
             cert = f.read()
         with open(tls[1], "rb") as f:
             key = f.read()
-        server.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
+        creds = grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
+        server.add_secure_port(address, creds)
     else:
         server.add_insecure_port(address)
     server.start()

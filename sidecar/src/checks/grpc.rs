@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-use super::https::{connect_tls, error_chain, TlsFields, TlsSettings};
+use super::https::{connect_tls, error_chain, CertAsked, TlsFields, TlsSettings};
 use super::{io_source, CheckDef, CheckType, Probe};
 use crate::config::{validate_host_port, ConfigError, Cx, Scalar};
 use crate::grpc::{self, ServingStatus};
@@ -181,6 +181,7 @@ impl CheckDef for Grpc {
             body: Bytes::from(grpc::frame(&grpc::encode_request(&self.service))),
             tls: self.tls.clone(),
             conn: None,
+            asked: CertAsked::default(),
         })
     }
 }
@@ -198,15 +199,18 @@ struct GrpcProbe {
     deadline: String,
     tls: Option<TlsSettings>,
     conn: Option<(Sender, JoinHandle<()>)>,
+    /// Whether the server of the last connection asked for a client certificate.
+    asked: CertAsked,
 }
 
 impl GrpcProbe {
     async fn connect(&mut self, secrets: &Secrets) -> Result<(), CheckError> {
         self.reset();
         let builder = http2::Builder::new(TokioExecutor::new());
+        self.asked = CertAsked::default();
         let (sender, task) = match &self.tls {
             Some(settings) => {
-                let tls = connect_tls(
+                let (tls, asked) = connect_tls(
                     settings,
                     &self.host,
                     &self.server_name,
@@ -215,6 +219,7 @@ impl GrpcProbe {
                     secrets,
                 )
                 .await?;
+                self.asked = asked;
                 let (sender, conn) = builder
                     .handshake(TokioIo::new(tls))
                     .await
@@ -350,34 +355,8 @@ impl GrpcProbe {
 impl Probe for GrpcProbe {
     fn check<'a>(&'a mut self, secrets: &'a Secrets) -> BoxFuture<'a, Result<(), CheckError>> {
         Box::pin(async move {
-            let reused = self
-                .conn
-                .as_ref()
-                .map(|(s, _)| !s.is_closed())
-                .unwrap_or(false);
-            if !reused {
-                self.connect(secrets).await?;
-            }
-            match self.call(secrets).await {
-                Ok(()) => Ok(()),
-                // The server may have gone away (GOAWAY, restart) since the
-                // last run: one retry on a fresh connection.
-                Err((_, true)) if reused => {
-                    self.connect(secrets).await?;
-                    self.call(secrets).await.map_err(|(e, transport)| {
-                        if transport {
-                            self.reset();
-                        }
-                        e
-                    })
-                }
-                Err((e, transport)) => {
-                    if transport {
-                        self.reset();
-                    }
-                    Err(e)
-                }
-            }
+            let result = self.run(secrets).await;
+            result.map_err(|e| self.asked.explain(e))
         })
     }
 
@@ -385,6 +364,39 @@ impl Probe for GrpcProbe {
         if let Some((sender, task)) = self.conn.take() {
             drop(sender);
             task.abort();
+        }
+    }
+}
+
+impl GrpcProbe {
+    async fn run(&mut self, secrets: &Secrets) -> Result<(), CheckError> {
+        let reused = self
+            .conn
+            .as_ref()
+            .map(|(s, _)| !s.is_closed())
+            .unwrap_or(false);
+        if !reused {
+            self.connect(secrets).await?;
+        }
+        match self.call(secrets).await {
+            Ok(()) => Ok(()),
+            // The server may have gone away (GOAWAY, restart) since the
+            // last run: one retry on a fresh connection.
+            Err((_, true)) if reused => {
+                self.connect(secrets).await?;
+                self.call(secrets).await.map_err(|(e, transport)| {
+                    if transport {
+                        self.reset();
+                    }
+                    e
+                })
+            }
+            Err((e, transport)) => {
+                if transport {
+                    self.reset();
+                }
+                Err(e)
+            }
         }
     }
 }

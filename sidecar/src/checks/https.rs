@@ -16,6 +16,7 @@
 //! restart.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +26,11 @@ use hyper::body::Bytes;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::WebPkiServerVerifier;
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::Deserialize;
 use tokio::net::TcpStream;
@@ -196,6 +198,7 @@ impl CheckDef for Https {
             expect: self.expect,
             tls: self.tls.clone(),
             conn: None,
+            asked: CertAsked::default(),
         })
     }
 
@@ -214,12 +217,15 @@ struct HttpsProbe {
     expect: (u16, u16),
     tls: TlsSettings,
     conn: Option<(Sender, JoinHandle<()>)>,
+    /// Whether the server of the last connection asked for a client certificate.
+    asked: CertAsked,
 }
 
 impl HttpsProbe {
     async fn connect(&mut self, secrets: &Secrets) -> Result<(), CheckError> {
         self.reset();
-        let tls = connect_tls(
+        self.asked = CertAsked::default();
+        let (tls, asked) = connect_tls(
             &self.tls,
             &self.host,
             &self.host,
@@ -236,6 +242,7 @@ impl HttpsProbe {
             let _ = conn.await;
         });
         self.conn = Some((sender, task));
+        self.asked = asked;
         Ok(())
     }
 
@@ -284,36 +291,8 @@ impl HttpsProbe {
 impl Probe for HttpsProbe {
     fn check<'a>(&'a mut self, secrets: &'a Secrets) -> BoxFuture<'a, Result<(), CheckError>> {
         Box::pin(async move {
-            let reused = self
-                .conn
-                .as_ref()
-                .map(|(s, _)| !s.is_closed())
-                .unwrap_or(false);
-            if !reused {
-                self.connect(secrets).await?;
-            }
-            let code = match self.get(secrets).await {
-                Ok(code) => code,
-                // The server may have closed an idle kept connection just
-                // as we used it: one retry on a fresh connection.
-                Err(_) if reused => {
-                    self.connect(secrets).await?;
-                    self.get(secrets).await.inspect_err(|_| self.reset())?
-                }
-                Err(e) => {
-                    self.reset();
-                    return Err(e);
-                }
-            };
-            let (lo, hi) = self.expect;
-            if (lo..=hi).contains(&code) {
-                Ok(())
-            } else {
-                Err(CheckError::new(
-                    "unexpected_status",
-                    format!("HTTP {code}, expected {lo}-{hi}"),
-                ))
-            }
+            let result = self.run(secrets).await;
+            result.map_err(|e| self.asked.explain(e))
         })
     }
 
@@ -321,6 +300,41 @@ impl Probe for HttpsProbe {
         if let Some((sender, task)) = self.conn.take() {
             drop(sender);
             task.abort();
+        }
+    }
+}
+
+impl HttpsProbe {
+    async fn run(&mut self, secrets: &Secrets) -> Result<(), CheckError> {
+        let reused = self
+            .conn
+            .as_ref()
+            .map(|(s, _)| !s.is_closed())
+            .unwrap_or(false);
+        if !reused {
+            self.connect(secrets).await?;
+        }
+        let code = match self.get(secrets).await {
+            Ok(code) => code,
+            // The server may have closed an idle kept connection just
+            // as we used it: one retry on a fresh connection.
+            Err(_) if reused => {
+                self.connect(secrets).await?;
+                self.get(secrets).await.inspect_err(|_| self.reset())?
+            }
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        let (lo, hi) = self.expect;
+        if (lo..=hi).contains(&code) {
+            Ok(())
+        } else {
+            Err(CheckError::new(
+                "unexpected_status",
+                format!("HTTP {code}, expected {lo}-{hi}"),
+            ))
         }
     }
 }
@@ -451,7 +465,7 @@ impl TlsSettings {
     pub(super) fn client_config(
         &self,
         alpn: &'static [u8],
-    ) -> Result<Arc<ClientConfig>, TlsSettingError> {
+    ) -> Result<(Arc<ClientConfig>, CertAsked), TlsSettingError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let err = |key: &'static str, message: String| TlsSettingError { key, message };
         let roots = match &self.ca_file {
@@ -489,7 +503,7 @@ impl TlsSettings {
                 .map_err(|e| err("caFile", e.to_string()))?;
             builder.with_webpki_verifier(verifier)
         };
-        let mut config = match (&self.client_cert, &self.client_key) {
+        let (mut config, asked) = match (&self.client_cert, &self.client_key) {
             (Some(cert_path), Some(key_path)) => {
                 let pem = read_pem(cert_path).map_err(|m| err("clientCert", m))?;
                 let certs = CertificateDer::pem_slice_iter(&pem)
@@ -511,17 +525,22 @@ impl TlsSettings {
                         },
                     )
                 })?;
-                builder.with_client_auth_cert(certs, key).map_err(|e| {
+                let config = builder.with_client_auth_cert(certs, key).map_err(|e| {
                     err(
                         "clientKey",
                         format!("does not go with clientCert or is not supported ({e})"),
                     )
-                })?
+                })?;
+                (config, CertAsked::default())
             }
-            _ => builder.with_no_client_auth(),
+            _ => {
+                let asked = Arc::new(NoClientCert::default());
+                let config = builder.with_client_cert_resolver(asked.clone());
+                (config, CertAsked(Some(asked)))
+            }
         };
         config.alpn_protocols = vec![alpn.to_vec()];
-        Ok(Arc::new(config))
+        Ok((Arc::new(config), asked))
     }
 }
 
@@ -553,8 +572,8 @@ pub(super) async fn connect_tls(
     port: u16,
     alpn: &'static [u8],
     secrets: &Secrets,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, CheckError> {
-    let config = settings
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, CertAsked), CheckError> {
+    let (config, asked) = settings
         .client_config(alpn)
         .map_err(|e| CheckError::new("tls_config", format!("{}: {}", e.key, e.message)))?;
     let name = ServerName::try_from(name.to_string())
@@ -563,7 +582,7 @@ pub(super) async fn connect_tls(
         .await
         .map_err(|e| CheckError::from_io(&e, secrets))?;
     let _ = tcp.set_nodelay(true);
-    tokio_rustls::TlsConnector::from(config)
+    let stream = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| match berth_tls::tls_failure(&e) {
@@ -587,6 +606,57 @@ pub(super) async fn connect_tls(
                 _ => CheckError::from_io(&e, secrets),
             },
         })
+        .map_err(|e| asked.explain(e))?;
+    Ok((stream, asked))
+}
+
+/// Whether the server asked for a client certificate and none was
+/// configured. Some servers (gRPC's BoringSSL) then close the connection
+/// after the TLS 1.3 handshake without an alert, and "connection closed"
+/// alone would not say why.
+#[derive(Debug, Default, Clone)]
+pub(super) struct CertAsked(Option<Arc<NoClientCert>>);
+
+impl CertAsked {
+    /// Adds the likely cause to a lost connection.
+    pub(super) fn explain(&self, e: CheckError) -> CheckError {
+        let asked = self
+            .0
+            .as_ref()
+            .map(|a| a.0.load(Ordering::Relaxed))
+            .unwrap_or(false);
+        if asked
+            && matches!(
+                e.kind,
+                "connection_lost" | "io_error" | "http2_error" | "http_error"
+            )
+        {
+            return CheckError::new(
+                "tls_failed",
+                format!(
+                    "the server asked for a client certificate and none is configured \
+                     (clientCert/clientKey); then: {e}"
+                ),
+            );
+        }
+        e
+    }
+}
+
+/// The client-certificate "resolver" when there is none: answers no, and
+/// remembers that the server asked.
+#[derive(Debug, Default)]
+pub(super) struct NoClientCert(AtomicBool);
+
+impl ResolvesClientCert for NoClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        self.0.store(true, Ordering::Relaxed);
+        None
+    }
+
+    fn has_certs(&self) -> bool {
+        false
+    }
 }
 
 /// `insecureSkipVerify`: any server certificate is accepted; handshake
