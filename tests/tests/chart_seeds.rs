@@ -7,6 +7,7 @@
 
 use berth_tests::chart::{
     berth_config, container, list, pod_metadata, pod_spec, Manifests, Render, HELMS,
+    MONITORING_APIS,
 };
 use serde_json::{json, Value};
 
@@ -198,6 +199,48 @@ fn seed_001_projections_has_its_metrics_service_labels_and_probe_timings() {
         assert_eq!(main["readinessProbe"]["initialDelaySeconds"], 10);
         assert_eq!(main["readinessProbe"]["timeoutSeconds"], 3);
         m.get("ConfigMap", "projections-config");
+    }
+}
+
+#[test]
+fn seed_001_servicemonitor_scrapes_the_metrics_service_only() {
+    // The guide's ServiceMonitor: the metrics Service's port `metrics`, nothing else.
+    for helm in HELMS {
+        let mut r = Render::berth(helm).values(SEED1);
+        for api in MONITORING_APIS {
+            r = r.api(api);
+        }
+        let m = r.ok();
+        let sm = m.get("ServiceMonitor", "projections");
+        assert_eq!(
+            sm["spec"]["selector"]["matchLabels"]["berth.dev/service"], "metrics",
+            "{helm:?}"
+        );
+        assert_eq!(
+            sm["spec"]["endpoints"],
+            json!([{"interval": "30s", "path": "/metrics", "port": "metrics"}])
+        );
+        let svc = m.get("Service", "projections-metrics");
+        assert_eq!(svc["metadata"]["labels"]["berth.dev/service"], "metrics");
+        assert!(m.find("PodMonitor", "projections").is_none(), "{helm:?}");
+    }
+    // With a main Service, the ServiceMonitor leaves the headless and extra Services out.
+    for helm in HELMS {
+        let mut r = Render::berth(helm).values(SEED0);
+        for api in MONITORING_APIS {
+            r = r.api(api);
+        }
+        let m = r.ok();
+        let sm = m.get("ServiceMonitor", "jobqueue-api");
+        assert_eq!(
+            sm["spec"]["selector"]["matchExpressions"],
+            json!([{"key": "berth.dev/service", "operator": "DoesNotExist"}]),
+            "{helm:?}"
+        );
+        assert_eq!(
+            m.get("Service", "postgres-headless")["metadata"]["labels"]["berth.dev/service"],
+            "headless"
+        );
     }
 }
 
