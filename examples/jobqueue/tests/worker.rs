@@ -594,4 +594,20 @@ async fn claim_and_complete_is_fenced() {
     assert_eq!(status_of(&q, held[0].id).await.status, Status::Succeeded);
     assert_eq!(status_of(&q, held[1].id).await.status, Status::Running);
     assert_eq!(status_of(&q, claimed[0].id).await.status, Status::Running);
+
+    // More finished jobs than the positional fence takes: the unnest join.
+    let many = jobqueue::queue::POSITIONAL_FENCE_MAX + 16;
+    let jobs: Vec<NewJob> = (0..many + 5).map(|_| NewJob::new("noop")).collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let held = q.claim(&queues, many, lease, "w").await.unwrap();
+    assert_eq!(held.len(), many);
+    let mut done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
+    done[3].1 = done[3].1.wrapping_add(1); // stale token
+    let (claimed, completed) = q
+        .claim_and_complete(&queues, 5, lease, "w", &done)
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), many - 1);
+    assert!(!completed.contains(&held[3].id));
+    assert_eq!(claimed.len(), 5);
 }

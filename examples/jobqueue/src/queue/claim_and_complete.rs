@@ -10,9 +10,11 @@
 //! count never exceeds `concurrency` at any instant. The two `UPDATE`s
 //! touch disjoint rows (`running` vs `queued`).
 //!
-//! It runs on connections that use *generic* plans (planned once per
-//! connection, see `db::pool_async_commit_generic_plans`), so the SQL is
-//! written for a plan that is right whatever the statistics:
+//! With up to [`POSITIONAL_FENCE_MAX`] finished jobs (the common case for
+//! small concurrencies, where planning dominates) it runs on connections
+//! that use *generic* plans (planned once per connection, see
+//! `db::pool_async_commit_generic_plans`), so that SQL is written for a
+//! plan that is right whatever the statistics:
 //! - the fence pairs each id with its token by position
 //!   (`$2[array_position($1, id)]`) instead of joining `unnest($1, $2)`:
 //!   no join for the planner to turn into a nested loop;
@@ -20,6 +22,10 @@
 //!   index (`WHERE status = 'running'`), which statistics taken at an idle
 //!   moment make look empty: it would scan every running job instead of
 //!   looking the ids up by primary key.
+//!
+//! Larger sets use the `unnest` join of `complete.rs` on the custom-plan
+//! connections: planning is amortised over hundreds of rows there, and
+//! positional pairing would cost O(n²).
 
 use std::time::Duration;
 
@@ -27,15 +33,27 @@ use tokio_postgres::types::Type;
 
 use super::{millis, ClaimedJob, Queue, QueueError};
 
-fn sql(queue_filter: &str) -> String {
+/// The largest set of finished jobs fenced by array position. Pairing by
+/// `array_position` is O(n²): 12 + 12 rows cost nothing, 512 cost ~2 ms.
+/// Larger sets use the `unnest` join, which needs custom plans (the fetcher
+/// sends those through its custom-plan connections).
+pub const POSITIONAL_FENCE_MAX: usize = 64;
+
+fn sql(queue_filter: &str, positional: bool) -> String {
+    let done = if positional {
+        "WHERE j.id = ANY($1) AND j.status || '' = 'running'
+      AND j.lease_token = ($2::bigint[])[array_position($1::bigint[], j.id)]"
+    } else {
+        "FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
+    WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'"
+    };
     format!(
         "
 WITH done AS (
     UPDATE jobs AS j
     SET status = 'succeeded', finished_at = now(), updated_at = now(),
         lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
-    WHERE j.id = ANY($1) AND j.status || '' = 'running'
-      AND j.lease_token = ($2::bigint[])[array_position($1::bigint[], j.id)]
+    {done}
     RETURNING j.id),
 claimed AS (
     UPDATE jobs AS j
@@ -78,10 +96,11 @@ impl Queue {
         let token: i64 = rand::random();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease_ms = millis(lease) as f64;
+        let positional = done.len() <= POSITIONAL_FENCE_MAX;
         let rows = if let [queue] = queues {
             let stmt = client
                 .prepare_typed_cached(
-                    &sql("queue = $3"),
+                    &sql("queue = $3", positional),
                     &[
                         Type::INT8_ARRAY,
                         Type::INT8_ARRAY,
@@ -102,7 +121,7 @@ impl Queue {
         } else {
             let stmt = client
                 .prepare_typed_cached(
-                    &sql("queue = ANY($3)"),
+                    &sql("queue = ANY($3)", positional),
                     &[
                         Type::INT8_ARRAY,
                         Type::INT8_ARRAY,

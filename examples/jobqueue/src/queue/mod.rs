@@ -24,6 +24,7 @@
 mod cancel;
 mod claim;
 mod claim_and_complete;
+pub use claim_and_complete::POSITIONAL_FENCE_MAX;
 mod complete;
 mod delete_finished;
 mod enqueue;

@@ -64,7 +64,10 @@ enum Settled {
 pub(crate) const CLAIM_LINGER: Duration = Duration::from_millis(2);
 
 pub(crate) struct Fetcher {
+    /// Claims with few finished jobs: generic-plan connections.
     pub queue: Queue,
+    /// Claims storing many finished jobs: custom-plan connections.
+    pub queue_custom: Queue,
     pub opts: Arc<WorkerOptions>,
     pub executor: Executor,
     pub slots: Arc<Semaphore>,
@@ -183,7 +186,11 @@ impl Fetcher {
             }
             // Not raced against shutdown: a claim in flight when SIGTERM
             // arrives completes, and its rows are run (or handed back).
-            let queue = self.queue.clone();
+            let queue = if cap.finished.len() <= crate::queue::POSITIONAL_FENCE_MAX {
+                self.queue.clone()
+            } else {
+                self.queue_custom.clone()
+            };
             let opts = self.opts.clone();
             in_flight.spawn(async move {
                 let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();

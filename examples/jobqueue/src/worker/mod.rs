@@ -124,8 +124,8 @@ impl Worker {
     /// `database_url` is used for the pool and for the LISTEN connection.
     pub fn new(database_url: &str, registry: Registry, options: WorkerOptions) -> Result<Self> {
         let url = crate::db::normalise_url(database_url).map_err(Error::Url)?;
-        // Completion writers + lease keeper + hand-back/spare (claims have
-        // their own pool).
+        // Completion writers + lease keeper + hand-back/spare + claims that
+        // store many finished jobs (small claims have their own pool).
         // Asynchronous commit: every write through this pool is a worker
         // state change that at-least-once delivery can lose safely (see
         // `pool_async_commit`).
@@ -211,6 +211,7 @@ impl Worker {
         ));
         let fetcher = Fetcher {
             queue: self.claims.clone(),
+            queue_custom: self.queue.clone(),
             opts: opts.clone(),
             executor: Executor {
                 registry: self.registry.clone(),
