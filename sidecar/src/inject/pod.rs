@@ -87,8 +87,12 @@ pub fn has_foreign_berth(spec: &Value) -> bool {
         spec.get(*f)
             .and_then(Value::as_array)
             .map(|l| {
-                l.iter()
-                    .any(|c| c.get("name").and_then(Value::as_str) == Some("berth"))
+                l.iter().any(|c| {
+                    matches!(
+                        c.get("name").and_then(Value::as_str),
+                        Some("berth" | "berth-wait")
+                    )
+                })
             })
             .unwrap_or(false)
     })
@@ -98,7 +102,7 @@ pub fn has_foreign_berth(spec: &Value) -> bool {
 pub fn token_of(spec: &Value) -> Option<String> {
     ["initContainers", "containers"].iter().find_map(|f| {
         spec.get(*f)?.as_array()?.iter().find_map(|c| {
-            if c.get("name")?.as_str()? != "berth" {
+            if !matches!(c.get("name")?.as_str()?, "berth" | "berth-wait") {
                 return None;
             }
             c.get("env")?.as_array()?.iter().find_map(|e| {
