@@ -22,6 +22,9 @@ pub struct Expanded {
     pub value: String,
     /// `${NAME}` / `${file:/path}` as written, in order; empty for a literal.
     pub refs: Vec<String>,
+    /// What each reference expanded to, in the same order: error text is
+    /// scrubbed of these (see [`super::Cx::scrub`]).
+    pub pieces: Vec<String>,
 }
 
 /// Expands `${VAR}` from `env` and `${file:/path}` from a file (one trailing
@@ -32,6 +35,7 @@ pub struct Expanded {
 pub fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Expanded, String> {
     let mut out = String::with_capacity(raw.len());
     let mut refs = Vec::new();
+    let mut pieces = Vec::new();
     let mut rest = raw;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
@@ -45,7 +49,9 @@ pub fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Expande
                 .ok_or_else(|| "unterminated ${ (missing })".to_string())?;
             let reference = &body[..end];
             if let Some(file) = reference.strip_prefix("file:") {
-                out.push_str(&read_bounded(file)?);
+                let content = read_bounded(file)?;
+                out.push_str(&content);
+                pieces.push(content);
             } else {
                 let valid = !reference.is_empty()
                     && !reference.starts_with(|c: char| c.is_ascii_digit())
@@ -61,6 +67,7 @@ pub fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Expande
                 let value = env(reference)
                     .ok_or_else(|| format!("environment variable {reference} is not set"))?;
                 out.push_str(&value);
+                pieces.push(value);
             }
             refs.push(format!("${{{reference}}}"));
             rest = &body[end + 1..];
@@ -70,7 +77,11 @@ pub fn expand(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Expande
         }
     }
     out.push_str(rest);
-    Ok(Expanded { value: out, refs })
+    Ok(Expanded {
+        value: out,
+        refs,
+        pieces,
+    })
 }
 
 /// Reads a secret file: a regular file of at most [`MAX_FILE_BYTES`].

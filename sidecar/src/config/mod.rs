@@ -270,7 +270,8 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config>
         serde_yaml_ng::Value::Null => RawConfig::default(),
         doc => serde_path_to_error::deserialize(doc).map_err(|e| scalar::shape_error("", &e))?,
     };
-    validate(&raw, &Cx { env })
+    let cx = Cx::new(env);
+    validate(&raw, &cx).map_err(|e| cx.scrub(e))
 }
 
 /// The one validation pass over a document of the right shape.

@@ -97,6 +97,10 @@ impl Text {
 /// error naming the field.
 pub struct Cx<'a> {
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Every `(expanded value, reference)` seen so far: a validator of
+    /// another crate may quote a value (an sslmode, a host) that came from
+    /// a secret; [`Cx::scrub`] takes it out of the final error.
+    expanded: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 pub fn join(path: &str, key: &str) -> String {
@@ -107,11 +111,65 @@ pub fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl Cx<'_> {
+impl<'a> Cx<'a> {
+    pub fn new(env: &'a dyn Fn(&str) -> Option<String>) -> Cx<'a> {
+        Cx {
+            env,
+            expanded: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
     pub fn text(&self, field: &str, s: &Scalar) -> Result<Text> {
-        let Expanded { value, refs } =
-            expand(&s.text, self.env).map_err(|msg| ConfigError::new(field, msg))?;
+        let Expanded {
+            value,
+            refs,
+            pieces,
+        } = expand(&s.text, self.env).map_err(|msg| ConfigError::new(field, msg))?;
+        let mut seen = self.expanded.borrow_mut();
+        for (piece, reference) in pieces.into_iter().zip(refs.iter()) {
+            // Too short to hide without garbling every message (and too
+            // short to be a credential worth hiding).
+            if piece.chars().count() >= 3 {
+                seen.push((piece, reference.clone()));
+            }
+        }
         Ok(Text { value, refs })
+    }
+
+    /// Replaces every expanded value in `e`'s message by its reference.
+    /// Another crate's validator may also quote a *fragment* of a value (a
+    /// truncated sslmode, a host): if any run of [`FRAGMENT`] characters of
+    /// an expanded value is still there, quoted text is dropped, and if that
+    /// is not enough the message is replaced whole.
+    pub fn scrub(&self, mut e: ConfigError) -> ConfigError {
+        let mut seen = self.expanded.borrow().clone();
+        // Longest first, so a value containing another is replaced whole.
+        seen.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        for (value, reference) in &seen {
+            if e.message.contains(value.as_str()) {
+                e.message = e.message.replace(value.as_str(), reference);
+            }
+        }
+        let leaks = |msg: &str| {
+            seen.iter().any(|(value, _)| {
+                let chars: Vec<char> = value.chars().collect();
+                chars.len() >= FRAGMENT
+                    && chars
+                        .windows(FRAGMENT)
+                        .any(|w| msg.contains(&w.iter().collect::<String>()))
+            })
+        };
+        if leaks(&e.message) {
+            e.message = strip_quoted(&e.message);
+        }
+        if leaks(&e.message) {
+            let refs: Vec<&str> = seen.iter().map(|(_, r)| r.as_str()).collect();
+            e.message = format!(
+                "is not valid (its value comes from {}, which is not shown)",
+                refs.join(", ")
+            );
+        }
+        e
     }
 
     pub fn opt_text(&self, field: &str, s: &Option<Scalar>) -> Result<Option<Text>> {
@@ -178,6 +236,28 @@ impl Cx<'_> {
         let value = serde_yaml_ng::Value::Mapping(map.clone());
         serde_path_to_error::deserialize(value).map_err(|e| shape_error(path, &e))
     }
+}
+
+/// The shortest run of a secret's characters that counts as quoting it.
+const FRAGMENT: usize = 6;
+
+/// `unknown sslmode "x"` → `unknown sslmode "…"`.
+fn strip_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut inside = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Turns a serde error into a [`ConfigError`] without quoting any value:

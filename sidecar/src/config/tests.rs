@@ -196,3 +196,17 @@ fn driver_suffixes_of_postgres_urls_are_accepted() {
         "checks[0].url"
     );
 }
+
+#[test]
+fn fragments_of_expanded_values_are_not_quoted_by_other_crates_messages() {
+    // berth-tls quotes a bad sslmode, truncated: the fragment is still a secret.
+    let env = |k: &str| (k == "S").then(|| "Zq9-fuzz-secret-value-7Kp".to_string());
+    for yaml in [
+        "checks:\n  - {name: db, type: postgres, url: \"postgres://h/d?sslmode=prefe${S}r\"}",
+        "checks:\n  - {name: db, type: postgres, url: \"postgres://h/d?sslmode=${S}\"}",
+    ] {
+        let e = parse(yaml, &env).expect_err(yaml);
+        assert!(!e.to_string().contains("Zq9-fu"), "{e}");
+        assert_eq!(e.field, "checks[0].url");
+    }
+}
