@@ -523,8 +523,8 @@ fn bad_input_exits_64_naming_the_document() {
         err.contains("document 1 (Pod p)") && err.contains("\"nope\""),
         "{err}"
     );
-    let list = format!("apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {{name: q}}\n  spec: {{containers: [{{name: a, image: x}}]}}\n- {{apiVersion: v1, kind: Pod, metadata: {{name: r}}, spec: {{}}}}\n");
-    let err = fails(&["inject"], &list);
+    let list = "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata: {name: q}\n  spec: {containers: [{name: a, image: x}]}\n- {apiVersion: v1, kind: Pod, metadata: {name: r}, spec: {}}\n";
+    let err = fails(&["inject"], list);
     assert!(err.contains("document 1 item 2 (Pod r)"), "{err}");
     // A secret in a broken document is never echoed.
     let err = fails(
