@@ -555,3 +555,34 @@ fn postgres_urls_with_a_driver_suffix_render() {
         }
     }
 }
+
+#[test]
+fn an_https_check_renders_with_its_tls_settings() {
+    for helm in HELMS {
+        let m = Render::berth(helm)
+            .values(WEB)
+            .set("workloads.web.berth.checks.api.type=https")
+            .set("workloads.web.berth.checks.api.url=https://api.example.com/healthz")
+            .set("workloads.web.berth.checks.api.caFile=/etc/berth/secret/ca")
+            .set("workloads.web.berth.checks.api.critical=false")
+            .ok();
+        let cfg = berth_tests::chart::berth_config(m.get("ConfigMap", "rel-web-berth"));
+        let api = list(&cfg, "checks")
+            .into_iter()
+            .find(|c| c["name"] == "api")
+            .expect("api check");
+        assert_eq!(api["type"], "https", "{helm:?}");
+        assert_eq!(api["caFile"], "/etc/berth/secret/ca");
+        // a key of another check type is refused, naming it
+        let err = Render::berth(helm)
+            .values(WEB)
+            .set("workloads.web.berth.checks.api.type=https")
+            .set("workloads.web.berth.checks.api.url=https://api.example.com/")
+            .set("workloads.web.berth.checks.api.maxAge=5s")
+            .err();
+        assert!(
+            err.contains("workloads.web.berth.checks.api.maxAge is not a setting of a https check"),
+            "{helm:?}: {err}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ postgres: url
 redis: url
 tcp: address
 http: url
+https: url
 file: path
 process: command
 {{- end -}}
@@ -23,6 +24,7 @@ postgres: [url]
 redis: [url]
 tcp: [address]
 http: [url, expectStatus]
+https: [url, expectStatus, caFile, clientCert, clientKey, insecureSkipVerify]
 file: [path, maxAge]
 process: [command]
 {{- end -}}
@@ -44,7 +46,7 @@ name, each validated.
 {{- if and (not (kindIs "invalid" (get $s.checks $name))) (ne (toString (dig "enabled" true $c)) "false") -}}
 {{- $type := toString ($c.type | default "") -}}
 {{- if not (hasKey $types $type) -}}
-{{- fail (printf "%s.type=%q: use one of postgres, redis, tcp, http, file, process" $p $type) -}}
+{{- fail (printf "%s.type=%q: use one of postgres, redis, tcp, http, https, file, process" $p $type) -}}
 {{- end -}}
 {{- $target := get $types $type -}}
 {{- $specific := get (include "berth-lib.checkKeys" . | fromYaml) $type -}}
@@ -78,7 +80,7 @@ name, each validated.
 {{- /* URL shapes berth refuses at start (exit 64): caught here, naming the value. */ -}}
 {{- $url := toString ($c.url | default "") -}}
 {{- if and (eq $type "http") (hasPrefix "https://" (lower $url)) -}}
-{{- fail (printf "%s.url=%q: an http check speaks plain HTTP and berth refuses https:// URLs (it would exit 64 at start); check the app over http:// on its plain port (e.g. http://127.0.0.1:8080/healthz), or use a tcp check on the TLS port" $p $url) -}}
+{{- fail (printf "%s.url=%q: an http check speaks plain HTTP and berth refuses https:// URLs (it would exit 64 at start); set %s.type=https (TLS, with caFile for a private CA), or check the app over http:// on its plain port" $p $url $p) -}}
 {{- end -}}
 {{- if and (eq $type "http") (not (hasPrefix "${" $url)) (not (regexMatch "^(?i)http://[^/?#]+" $url)) -}}
 {{- fail (printf "%s.url=%q is not an http:// URL with a host (e.g. http://127.0.0.1:8080/healthz)" $p $url) -}}
