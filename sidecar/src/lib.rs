@@ -8,7 +8,8 @@
 //! that handlers read), [`server`] (the HTTP router), [`grpc`]
 //! (`grpc.health.v1`), [`metrics`], [`lifecycle`] (the prestop drain),
 //! [`signals`] (the only module that touches signals), [`procs`] (`/proc`
-//! lookups), [`redact`] (keeping credentials out of output).
+//! lookups), [`redact`] (keeping credentials out of output), [`ui`] (the
+//! status page on `GET /`).
 #![forbid(unsafe_code)]
 
 pub mod checks;
@@ -26,6 +27,7 @@ pub mod signals;
 pub mod state;
 pub mod supervisor;
 pub mod timefmt;
+pub mod ui;
 
 use std::future::Future;
 use std::path::PathBuf;

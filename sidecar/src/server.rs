@@ -34,6 +34,8 @@ const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
+        .route("/", get(crate::ui::page))
+        .route("/ui", get(crate::ui::page))
         .route("/api/v1/health/", get(health))
         .route("/api/v1/health", get(health))
         .route("/api/v1/health/live", get(live))
@@ -203,6 +205,14 @@ struct HealthBody<'a> {
     started: bool,
     uptime_seconds: u64,
     checks: Vec<CheckBody<'a>>,
+    /// The fields below only with `?history=1` (what the status page reads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ready: Option<bool>,
+    /// Whether `error` carries detail for this caller or only the kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<Vec<GroupBody>>,
 }
 
 #[derive(Serialize)]
@@ -217,11 +227,36 @@ struct CheckBody<'a> {
     last_success: Option<String>,
     last_failure: Option<String>,
     error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval_ms: Option<u64>,
+    /// The last [`crate::state::HISTORY`] results, oldest first: `[ok, latency_ms]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<(bool, f64)>>,
 }
 
+#[derive(Serialize)]
+struct GroupBody {
+    name: String,
+    status: &'static str,
+    checks: Vec<serde_json::Value>,
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// `/api/v1/health/`; with `?history=1` also readiness, groups, each
+/// check's interval and recent results, always with status 200: the status
+/// page's view (`GET /`). One handler, so the page gets exactly the
+/// redaction of the JSON endpoint.
 async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
     let full = full_detail(&app, req.headers(), peer(&req));
+    let extended = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "history=1" || p == "history=true")
+    });
     let h = &app.health;
+    let config = extended.then(|| app.config());
     let cells = h.cells();
     let checks = cells
         .iter()
@@ -232,9 +267,7 @@ async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
                 kind: cell.kind,
                 critical: cell.critical,
                 status: s.status.as_str(),
-                latency_ms: s
-                    .latency
-                    .map(|d| (d.as_secs_f64() * 1_000_000.0).round() / 1000.0),
+                latency_ms: s.latency.map(millis),
                 consecutive_failures: s.consecutive_failures,
                 last_success: s.last_success.map(timefmt::rfc3339),
                 last_failure: s.last_failure.map(timefmt::rfc3339),
@@ -247,9 +280,40 @@ async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
                         e.redacted().to_string()
                     }
                 }),
+                interval_ms: config.as_ref().and_then(|c| {
+                    c.checks
+                        .iter()
+                        .find(|spec| spec.name == cell.name)
+                        .map(|spec| spec.interval.as_millis() as u64)
+                }),
+                history: extended.then(|| {
+                    cell.history()
+                        .into_iter()
+                        .map(|(ok, latency)| (ok, millis(latency)))
+                        .collect()
+                }),
             }
         })
         .collect();
+    let groups = extended.then(|| {
+        h.groups()
+            .keys()
+            .filter_map(|name| {
+                let (up, members) = h.group(name)?;
+                let checks = members
+                    .iter()
+                    .map(|(n, status, critical)| {
+                        serde_json::json!({"name": n, "status": status.as_str(), "critical": critical})
+                    })
+                    .collect();
+                Some(GroupBody {
+                    name: name.clone(),
+                    status: if up { "up" } else { "down" },
+                    checks,
+                })
+            })
+            .collect()
+    });
     let overall = h.overall();
     let body = HealthBody {
         status: overall.as_str(),
@@ -257,9 +321,14 @@ async fn health(State(app): State<Arc<App>>, req: Request) -> Response {
         started: h.started(),
         uptime_seconds: h.uptime().as_secs(),
         checks,
+        ready: extended.then(|| h.ready()),
+        detail: extended.then_some(full),
+        groups,
     };
     let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
-    json_response(code(overall != Overall::Unhealthy), text)
+    // The page's view answers 200 whatever the state: it is read by a
+    // browser, not a probe, and a 503 there is only console noise.
+    json_response(code(extended || overall != Overall::Unhealthy), text)
 }
 
 async fn prometheus(State(app): State<Arc<App>>) -> Response {
