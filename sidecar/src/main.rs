@@ -47,6 +47,8 @@ enum Command {
     },
     /// Add berth to Kubernetes YAML (stdin or files) as the chart would; --remove takes it out.
     Inject(berth::inject::InjectArgs),
+    /// Serve the mutating admission webhook that injects berth into opted-in pods.
+    Injector(berth::inject::injector::InjectorArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
     match cli.command.unwrap_or(Command::Serve) {
         Command::Inject(args) => berth::inject::run(args, cli.config.as_deref()),
+        Command::Injector(args) => berth::inject::injector::run(args),
         Command::Serve => {
             let config = match load(&config_path) {
                 Ok(c) => c,

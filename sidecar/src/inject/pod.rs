@@ -33,6 +33,10 @@ pub struct Inputs<'a> {
     pub image: &'a str,
     pub token: &'a str,
     pub config_map: &'a str,
+    /// Where berth.yaml comes from instead of the ConfigMap `config_map`
+    /// (the injector: admission cannot create a ConfigMap, so the default
+    /// config travels in a pod annotation, projected by the downward API).
+    pub config_source: Option<Value>,
     pub main: &'a str,
     /// Whether the pod template had metadata before (for `--remove`).
     pub had_metadata: bool,
@@ -189,7 +193,7 @@ pub fn inject(metadata: &mut Value, spec: &mut Value, i: &Inputs) -> Result<bool
 
     // 1. volumes
     let mut volumes = array_of(spec_map, "volumes");
-    for v in volumes_for(i.config_map) {
+    for v in volumes_for(i.config_map, i.config_source.as_ref()) {
         let name = v.get("name").cloned();
         if !volumes.iter().any(|x| x.get("name") == name.as_ref()) {
             volumes.push(v);
@@ -325,10 +329,13 @@ fn array_of(m: &Map<String, Value>, key: &str) -> Vec<Value> {
 }
 
 /// "berth-lib.volumes" without secretFiles.
-fn volumes_for(config_map: &str) -> Vec<Value> {
+fn volumes_for(config_map: &str, source: Option<&Value>) -> Vec<Value> {
+    let source = source.cloned().unwrap_or_else(|| {
+        json!({"configMap": {"name": config_map, "items": [{"key": "berth.yaml", "path": "berth.yaml"}]}})
+    });
     vec![
         json!({"name": "berth-config", "projected": {
-            "sources": [{"configMap": {"name": config_map, "items": [{"key": "berth.yaml", "path": "berth.yaml"}]}}],
+            "sources": [source],
             "defaultMode": 292,
         }}),
         json!({"name": "berth-run", "emptyDir": {"sizeLimit": "16Mi"}}),

@@ -335,6 +335,7 @@ fn inject_into(
         image: &opts.image,
         token,
         config_map: &cm_name,
+        config_source: None,
         main: &main,
         had_metadata: had_meta,
     };
