@@ -543,9 +543,26 @@ fn config_errors_name_the_field() {
             "type: dns, host: h, expect: [\"${DB_URL}\"]",
             secret.to_string(),
         ),
+        // A CA file path from the environment is a value too.
+        (
+            "type: mysql, url: \"${DB_URL}\"",
+            format!("mysql://u@h/?ssl-mode=verify_ca&ssl-ca=/{secret}"),
+        ),
+        (
+            "type: amqp, url: \"${DB_URL}\"",
+            format!("amqps://u@h/?cacertfile=/{secret}"),
+        ),
+        (
+            "type: nats, url: \"nats://h\", caFile: \"/${DB_URL}\"",
+            secret.to_string(),
+        ),
     ] {
         let e = err(body, &[("DB_URL", &env)]);
         assert!(!format!("{e:?}").contains(secret), "{body}: {e:?}");
+        assert!(
+            e.message.contains("${DB_URL}") || !e.message.contains("CA file"),
+            "{body}: {e:?}"
+        );
     }
 }
 

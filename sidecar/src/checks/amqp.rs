@@ -89,7 +89,15 @@ fn parse(
     let f: Fields = cx.fields(fields, path)?;
     let field = format!("{path}.url");
     let url = cx.required(&field, &f.url, " for an amqp check")?;
-    let target = target(&url.value).map_err(|m| ConfigError::new(&field, m))?;
+    let target = target(&url.value).map_err(|m| {
+        // Only the CA file error names something from the URL (its path).
+        let m = if m.starts_with("cacertfile: ") {
+            wire::ca_message(m, &url, "cacertfile")
+        } else {
+            m
+        };
+        ConfigError::new(&field, m)
+    })?;
     Ok(Arc::new(Amqp {
         url: url.value,
         target: Arc::new(target),

@@ -117,7 +117,15 @@ fn parse(
     let f: Fields = cx.fields(fields, path)?;
     let field = format!("{path}.url");
     let url = cx.required(&field, &f.url, " for a mysql check")?;
-    let target = target(&url.value).map_err(|m| ConfigError::new(&field, m))?;
+    let target = target(&url.value).map_err(|m| {
+        // Only the CA file error names something from the URL (its path).
+        let m = if m.starts_with("ssl-ca: ") {
+            wire::ca_message(m, &url, "ssl-ca")
+        } else {
+            m
+        };
+        ConfigError::new(&field, m)
+    })?;
     Ok(Arc::new(Mysql {
         url: url.value,
         target: Arc::new(target),

@@ -80,14 +80,19 @@ fn parse(
     let field = format!("{path}.url");
     let url = cx.required(&field, &f.url, " for a nats check")?;
     let ca_field = format!("{path}.caFile");
-    let ca_file = cx.opt_text(&ca_field, &f.ca_file)?.map(|t| t.value);
+    let ca_text = cx.opt_text(&ca_field, &f.ca_file)?;
+    let ca_file = ca_text.as_ref().map(|t| t.value.clone());
     let u = ServiceUrl::parse(&url.value, &["nats", "tls"], |_| 4222)
         .map_err(|m| ConfigError::new(&field, m))?;
     let tls_only = u.scheme == "tls";
     let tls = if tls_only || ca_file.is_some() {
         Some(
-            wire::tls_config(Verify::Full, &wire::roots(ca_file.as_deref()))
-                .map_err(|m| ConfigError::new(&ca_field, m))?,
+            wire::tls_config(Verify::Full, &wire::roots(ca_file.as_deref())).map_err(|m| {
+                match &ca_text {
+                    Some(t) => ConfigError::new(&ca_field, wire::ca_message(m, t, "caFile")),
+                    None => ConfigError::new(&ca_field, m),
+                }
+            })?,
         )
     } else {
         None

@@ -22,6 +22,7 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, Error, Signa
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::config::Text;
 use crate::redact::{CheckError, Secrets};
 
 /// A byte stream: plain TCP or TLS over it.
@@ -221,6 +222,20 @@ pub(super) fn tls_config(verify: Verify, roots: &Roots) -> Result<Arc<ClientConf
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
+}
+
+/// A config message about a CA file, safe to print: the message names the
+/// file's path, which is a value from the environment when the setting was
+/// `${…}`; then the message names the reference instead.
+pub(super) fn ca_message(message: String, setting: &Text, option: &str) -> String {
+    if setting.from_env() {
+        format!(
+            "{option}: the CA file named in {} cannot be used (unreadable, empty, or no PEM certificate)",
+            setting.describe()
+        )
+    } else {
+        message
+    }
 }
 
 /// The trust anchors of a CA file setting: the file, or the compiled-in
