@@ -33,6 +33,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print the check types and their keys as JSON (the chart's schema is generated from it).
+    #[command(hide = true)]
+    Schema,
     /// Run the sidecar (the default).
     Serve,
     /// Validate a config file and exit (0 valid, 64 invalid).
@@ -73,6 +76,12 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Inject(args) => berth::inject::run(args, cli.config.as_deref()),
         Command::Injector(args) => berth::inject::injector::run(args),
+        Command::Schema => {
+            use std::io::Write;
+            // A closed pipe (`berth schema | head`) is not worth a panic.
+            let _ = writeln!(std::io::stdout(), "{:#}", berth::checks::schema());
+            ExitCode::SUCCESS
+        }
         Command::Serve => {
             let config = match load(&config_path) {
                 Ok(c) => c,

@@ -8,26 +8,7 @@ password as `${VAR}` (an env var the sidecar gets from a Secret through
 render with a message naming the check.
 */}}
 
-{{- define "berth-lib.checkTypes" -}}
-postgres: url
-redis: url
-tcp: address
-http: url
-https: url
-file: path
-process: command
-{{- end -}}
-
-{{/* Keys each check type takes besides name, type, enabled, critical, interval, timeout, failureThreshold, successThreshold (berth rejects any other). */}}
-{{- define "berth-lib.checkKeys" -}}
-postgres: [url]
-redis: [url]
-tcp: [address]
-http: [url, expectStatus]
-https: [url, expectStatus, caFile, clientCert, clientKey, insecureSkipVerify]
-file: [path, maxAge]
-process: [command]
-{{- end -}}
+{{- /* berth-lib.checkTypes and berth-lib.checkKeys: _checks.tpl, generated from `berth schema`. */ -}}
 
 {{/*
 checks (dict "settings" S "path" P) -> JSON list of enabled checks, sorted by

@@ -63,6 +63,57 @@ pub const TYPES: &[CheckType] = &[
     dns::TYPE,
 ];
 
+/// The JSON Schema of every type-specific key, for the chart's values
+/// schema (`berth schema`, `charts/generate-check-schema.sh`). One table, so
+/// a new key must say its shape; a test fails on a key missing here.
+pub const KEY_SCHEMAS: &[(&str, &str)] = &[
+    ("url", r#"{"type":"string"}"#),
+    ("address", r#"{"type":"string"}"#),
+    ("path", r#"{"type":"string"}"#),
+    ("command", r#"{"type":"string"}"#),
+    ("host", r#"{"type":"string"}"#),
+    ("service", r#"{"type":"string"}"#),
+    ("authority", r#"{"type":"string"}"#),
+    ("caFile", r#"{"type":"string"}"#),
+    ("clientCert", r#"{"type":"string"}"#),
+    ("clientKey", r#"{"type":"string"}"#),
+    ("insecureSkipVerify", r#"{"type":"boolean"}"#),
+    ("tls", r#"{"type":"boolean"}"#),
+    ("expectStatus", r#"{"type":["string","integer"]}"#),
+    ("maxAge", r##"{"$ref":"#/$defs/duration"}"##),
+    ("expect", r#"{"type":"array","items":{"type":"string"}}"#),
+];
+
+/// What `berth schema` prints: every check type with its keys (the first
+/// is required), the common keys, and each key's JSON Schema. The chart's
+/// `berth-lib.checkTypes`/`checkKeys` and its values schema are generated
+/// from it, so the chart and berth accept the same checks.
+pub fn schema() -> serde_json::Value {
+    let types: serde_json::Map<String, serde_json::Value> = TYPES
+        .iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                serde_json::json!({"required": t.keys.first(), "keys": t.keys}),
+            )
+        })
+        .collect();
+    let keys: serde_json::Map<String, serde_json::Value> = KEY_SCHEMAS
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.to_string(),
+                serde_json::from_str(s).unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "common": crate::config::CHECK_COMMON,
+        "types": types,
+        "keys": keys,
+    })
+}
+
 /// Reads a type's own keys (`fields`) of the check at `path`.
 pub type ParseFn = fn(
     fields: &serde_yaml_ng::Mapping,

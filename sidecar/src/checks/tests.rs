@@ -81,3 +81,26 @@ async fn file_check_goes_down_after_failure_threshold_intervals() {
         h.await.expect("checker ends on stop");
     }
 }
+
+#[test]
+fn every_key_of_every_type_has_a_schema_and_the_first_is_required() {
+    for t in TYPES {
+        assert!(!t.keys.is_empty(), "{} has no keys", t.name);
+        for k in t.keys {
+            assert!(
+                KEY_SCHEMAS.iter().any(|(name, _)| name == k),
+                "{}.{k} has no entry in KEY_SCHEMAS",
+                t.name
+            );
+        }
+    }
+    for (k, s) in KEY_SCHEMAS {
+        assert!(
+            serde_json::from_str::<serde_json::Value>(s).is_ok(),
+            "{k}: {s}"
+        );
+    }
+    let s = schema();
+    assert_eq!(s["types"]["postgres"]["required"], "url");
+    assert_eq!(s["types"].as_object().map(|m| m.len()), Some(TYPES.len()));
+}

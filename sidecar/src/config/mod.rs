@@ -28,7 +28,8 @@ use std::time::Duration;
 
 use crate::checks::{CheckDef, TYPES};
 use crate::redact::Secrets;
-use raw::{RawCheck, RawConfig, RawDrain, RawLifecycle, RawNotify, CHECK_COMMON};
+pub use raw::CHECK_COMMON;
+use raw::{RawCheck, RawConfig, RawDrain, RawLifecycle, RawNotify};
 pub use scalar::{Cx, Scalar, Text};
 
 /// Where berth looks for its config when neither `--config` nor `BERTH_CONFIG` is set.
