@@ -22,7 +22,7 @@
 
 pub mod pg;
 pub mod redis_tls;
-mod verify;
+pub mod verify;
 
 use std::path::Path;
 

@@ -1,5 +1,6 @@
 //! The two certificate verifiers rustls does not ship, for libpq's weaker
-//! `sslmode`s.
+//! `sslmode`s and every berth check with `insecureSkipVerify` or a CA-only
+//! mode (MySQL's `verify_ca`, AMQP's `verify_none`): one copy, used by all.
 //!
 //! - [`NoVerification`]: `prefer`/`require` without a CA. The connection is
 //!   encrypted but the server is not authenticated, exactly as with libpq.
@@ -17,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 
 #[derive(Debug)]
-pub(crate) struct NoVerification(pub(crate) Arc<CryptoProvider>);
+pub struct NoVerification(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(
@@ -68,7 +69,7 @@ impl ServerCertVerifier for NoVerification {
 /// chain first and the name last, so "not valid for name" can only come from
 /// a certificate whose chain was already accepted.
 #[derive(Debug)]
-pub(crate) struct ChainOnly(pub(crate) Arc<WebPkiServerVerifier>);
+pub struct ChainOnly(pub Arc<WebPkiServerVerifier>);
 
 impl ServerCertVerifier for ChainOnly {
     fn verify_server_cert(
