@@ -334,8 +334,11 @@ fn a_10_mb_body_does_not_crash_it() {
     let inj = start("1.35", None);
     let big = vec![b'{'; 10 * 1024 * 1024];
     let (code, body) = post(&inj, "/mutate", &big);
+    // 413 once the limit is read; curl may instead see the connection
+    // closed while it still sends (0, or 100 after "100 Continue"). What
+    // matters: never a patch, and the server keeps answering.
     assert!(
-        code == 413 || (code == 200 && answer(&body) == (true, None)),
+        matches!(code, 0 | 100 | 413) || (code == 200 && answer(&body) == (true, None)),
         "{code} {body}"
     );
     let p = pod(json!({"berth.dev/inject": "enabled"}), json!({}));
