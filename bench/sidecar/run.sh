@@ -4,7 +4,8 @@
 #
 # Figures and targets:
 #   stripped static binary size ............ <= 8 MB
-#   idle RSS with three checks (pg, redis, tcp) after 5 s ... <= 6 MiB
+#   idle RSS with three checks (pg, redis, tcp) after 5 s, and with eight
+#     (pg, redis, mysql, amqp, nats, dns, tcp, file) ... <= 6 MiB
 #   exec -> first 200 on /api/v1/health/live (median of 20) ... <= 20 ms
 #   requests/s on /api/v1/health/ready, hey -c 50, berth vs nginx serving a
 #     static 200, both pinned to the same single core (taskset -c $CORE),
@@ -79,6 +80,33 @@ hwm_kb=$(awk '/^VmHWM/ {print $2}' /proc/$BPID/status)
 threads=$(awk '/^Threads/ {print $2}' /proc/$BPID/status)
 printf 'idle RSS, 3 checks (pg, redis, tcp; /ready=%s): %.2f MiB (peak %.2f MiB, %d thread(s))   [target <= 6 MiB]\n' \
   "$ready" "$(echo "$rss_kb/1024" | bc -l)" "$(echo "$hwm_kb/1024" | bc -l)" "$threads"
+kill "$BPID"; wait "$BPID" 2>/dev/null
+
+# ---- idle RSS with eight checks (the local MariaDB, RabbitMQ and NATS) --------
+MYSQL_URL=${MYSQL_URL:-mysql://berth_test:berth-test-pw-7Qx@127.0.0.1:3306/berth_test}
+AMQP_URL=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+NATS_URL=${NATS_URL:-nats://127.0.0.1:4222}
+touch "$WORK/heartbeat"
+cat > "$WORK/eight.yaml" <<YAML
+listen: 127.0.0.1:$PORT
+checks:
+  - {name: db, type: postgres, url: "$PG_URL", interval: 1s, timeout: 500ms}
+  - {name: cache, type: redis, url: "$REDIS_URL", interval: 1s, timeout: 500ms}
+  - {name: sql, type: mysql, url: "$MYSQL_URL", interval: 1s, timeout: 500ms, critical: false}
+  - {name: mq, type: amqp, url: "$AMQP_URL", interval: 1s, timeout: 500ms, critical: false}
+  - {name: bus, type: nats, url: "$NATS_URL", interval: 1s, timeout: 500ms, critical: false}
+  - {name: name, type: dns, host: localhost, interval: 1s, timeout: 500ms}
+  - {name: app, type: tcp, address: "127.0.0.1:$TCP_TARGET_PORT", interval: 1s, timeout: 500ms}
+  - {name: beat, type: file, path: "$WORK/heartbeat", interval: 1s, timeout: 500ms}
+YAML
+"$BERTH_BIN" serve --config "$WORK/eight.yaml" >"$WORK/eight.log" 2>&1 &
+BPID=$!; PIDS+=($BPID)
+sleep 5
+up=$(curl -s "http://127.0.0.1:$PORT/api/v1/health/" | python3 -c 'import json,sys; c=json.load(sys.stdin)["checks"]; print(sum(x["status"]=="up" for x in c), "of", len(c), "up")' 2>/dev/null)
+rss_kb=$(awk '/^VmRSS/ {print $2}' /proc/$BPID/status)
+hwm_kb=$(awk '/^VmHWM/ {print $2}' /proc/$BPID/status)
+printf 'idle RSS, 8 checks (pg, redis, mysql, amqp, nats, dns, tcp, file; %s): %.2f MiB (peak %.2f MiB)   [target <= 6 MiB]\n' \
+  "$up" "$(echo "$rss_kb/1024" | bc -l)" "$(echo "$hwm_kb/1024" | bc -l)"
 kill "$BPID"; wait "$BPID" 2>/dev/null
 
 # ---- exec -> first 200 on /live -----------------------------------------------

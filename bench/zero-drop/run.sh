@@ -78,7 +78,7 @@ pick_ports() { # n -> n free ports
   done
   echo "${got[@]}"
 }
-read -r FE STATS APP_A APP_B BERTH_A BERTH_B <<<"$(pick_ports 6)"
+read -r FE STATS APP_A APP_B BERTH_A BERTH_B LC_A LC_B <<<"$(pick_ports 8)"
 
 wait_http() { # url seconds
   local i
@@ -86,9 +86,11 @@ wait_http() { # url seconds
   return 1
 }
 
+# The lifecycle token the rendered preStop hook would carry (one per run).
+HOOK_TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 start_replica() { # a|b
   local r=$1 app_port berth_port
-  if [ "$r" = a ]; then app_port=$APP_A; berth_port=$BERTH_A; else app_port=$APP_B; berth_port=$BERTH_B; fi
+  if [ "$r" = a ]; then app_port=$APP_A; berth_port=$BERTH_A; lc_port=$LC_A; else app_port=$APP_B; berth_port=$BERTH_B; lc_port=$LC_B; fi
   stop_pid "app_$r"; stop_pid "berth_$r"
   (export PORT=$app_port; eval "exec $APP_CMD") >>"$W/app_$r.log" 2>&1 &
   PID[app_$r]=$!
@@ -101,6 +103,9 @@ drain:
   delay: $DELAY
   timeout: 30s
   notify: {type: none}
+lifecycle:
+  listen: 127.0.0.1:$lc_port
+  token: $HOOK_TOKEN
 $BERTH_EXTRA
 EOF
   BERTH_LOG_FORMAT=text "$BERTH_BIN" serve --config "$W/berth_$r.yaml" >>"$W/berth_$r.log" 2>&1 &
@@ -139,7 +144,9 @@ disrupt() { # trial
     baseline) ;;
     berth)
       # kubelet: main container's preStop httpGet -> SIGTERM main -> (main exits) -> SIGTERM native sidecar
-      curl -s --max-time 60 "http://127.0.0.1:$BERTH_A/api/v1/lifecycle/prestop" >"$W/berth.prestop.json"
+      # on the lifecycle port with the token, as the rendered hook does
+      curl -s --max-time 60 -H "berth-lifecycle-token: $HOOK_TOKEN" \
+        "http://127.0.0.1:$LC_A/api/v1/lifecycle/prestop" >"$W/berth.prestop.json"
       kill -TERM "${PID[app_a]}"; wait_gone app_a 30 || echo "  (app A outlived 30 s)"
       kill -TERM "${PID[berth_a]}"; wait_gone berth_a 10 || echo "  (berth A outlived 10 s)" ;;
     sigterm)
