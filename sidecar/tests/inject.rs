@@ -152,6 +152,16 @@ fn parity(kind: &str, kube: &str) {
         without_one_sided(pod_metadata(want)),
         "{kind} at {kube}: pod template metadata"
     );
+    // A workload the chart rendered already runs berth: inject leaves it alone.
+    let again = docs(&inject_ok(
+        &["inject", "--kube-version", kube, "-"],
+        &serde_yaml_ng::to_string(want).expect("YAML"),
+    ));
+    assert_eq!(
+        again,
+        vec![want.clone()],
+        "{kind} {kube}: the chart's render passes through"
+    );
     // Not vacuous: berth is where the chart's rules put it.
     let spec = pod_spec(got).expect("spec");
     let names = |f: &str| -> Vec<String> {

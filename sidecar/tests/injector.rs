@@ -330,6 +330,29 @@ fn opted_out_and_malformed_reviews_are_allowed_without_a_patch() {
 }
 
 #[test]
+fn pods_that_already_run_berth_are_left_alone() {
+    let inj = start("1.35", None);
+    let p = pod(json!({"berth.dev/inject": "enabled"}), json!({}));
+    // A pod from a template `berth inject` edited, and one the chart rendered.
+    let injected = inject_cli(&p, "1.35", "already-injected-token-0123", None);
+    let mut chart_like = p.clone();
+    chart_like["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "berth", "image": "ghcr.io/berth-dev/berth:0.1.0"}));
+    for pod in [injected, chart_like] {
+        let (_, body) = post(
+            &inj,
+            "/mutate",
+            serde_json::to_string(&review(&pod))
+                .expect("json")
+                .as_bytes(),
+        );
+        assert_eq!(answer(&body), (true, None));
+    }
+}
+
+#[test]
 fn a_10_mb_body_does_not_crash_it() {
     let inj = start("1.35", None);
     let big = vec![b'{'; 10 * 1024 * 1024];

@@ -123,9 +123,15 @@ pub fn mutate(pod: &Value, config: Option<&str>, s: &Settings) -> Result<Value, 
         .filter(|v| v.is_object())
         .cloned()
         .ok_or("the pod has no spec")?;
-    let token = pod::token_of(&spec);
-    // Reinvocation or a pod from an injected template: start from the original.
-    pod::remove(&mut meta, &mut spec)?;
+    // A pod from a template `berth inject` already edited runs the config
+    // its ConfigMap holds: re-injecting here would swap it for the default.
+    if meta
+        .get("annotations")
+        .and_then(|a| a.get(pod::INJECTED))
+        .is_some()
+    {
+        return Err("berth is already injected (berth inject)".into());
+    }
     if pod::has_foreign_berth(&spec) {
         return Err("berth already runs in the pod".into());
     }
@@ -169,10 +175,7 @@ pub fn mutate(pod: &Value, config: Option<&str>, s: &Settings) -> Result<Value, 
             ));
         }
     }
-    let token = match token {
-        Some(t) => t,
-        None => super::random_token()?,
-    };
+    let token = super::random_token()?;
     let source = json!({"downwardAPI": {"items": [{
         "path": "berth.yaml",
         "fieldRef": {"fieldPath": format!("metadata.annotations['{CONFIG_TEXT}']")},
