@@ -113,6 +113,51 @@ fn serial_pod_injected_plain_deployment_drains_through_berth() {
         k.wait_all_ready(&[API], UP_TIMEOUT);
         let pod = k.pods_of(API)[0].clone();
         let name = pod["name"].as_str().expect("pod name").to_string();
+        let pod_ip = pod["ip"].as_str().expect("pod ip").to_string();
+        // Traffic through the drain, as an endpoint controller / load
+        // balancer following readiness sees it: a request may go to the pod
+        // while it is ready and for up to drain.delay (2 s) after readiness
+        // turned 503 (the time an LB takes to notice). None of those may fail.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let traffic = {
+            let stop = stop.clone();
+            let ip = pod_ip.clone();
+            std::thread::spawn(move || {
+                let (mut sent, mut failed) = (0u32, Vec::new());
+                let mut unready_since: Option<std::time::Instant> = None;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ready = berth_tests::pod::http(
+                        "GET",
+                        &format!("http://{ip}:8642/api/v1/health/ready"),
+                        &[],
+                        None,
+                    )
+                    .map(|(c, _)| c == 200)
+                    .unwrap_or(false);
+                    if !ready && unready_since.is_none() {
+                        unready_since = Some(std::time::Instant::now());
+                    }
+                    let routable = unready_since
+                        .is_none_or(|t| t.elapsed() < std::time::Duration::from_millis(1900));
+                    if !routable {
+                        break;
+                    }
+                    sent += 1;
+                    match berth_tests::pod::http(
+                        "GET",
+                        &format!("http://{ip}:8000/api/v1/queues"),
+                        &[],
+                        None,
+                    ) {
+                        Ok((c, _)) if c < 500 => {}
+                        other => failed.push(format!("{other:?}")),
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                (sent, failed, unready_since.is_some())
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(500));
         k.delete_pod(&name);
         let gone = k.wait_for("API pod terminated", UP_TIMEOUT, |s| {
             s["pods"]
@@ -133,6 +178,16 @@ fn serial_pod_injected_plain_deployment_drains_through_berth() {
             "{kube}: the injected preStop hook drained through berth: {gone}"
         );
         assert_eq!(api["termination"]["killed"], false, "{kube}: {gone}");
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (sent, failed, saw_unready) = traffic.join().expect("traffic thread");
+        assert!(saw_unready, "{kube}: readiness turned 503 during the drain");
+        assert!(sent > 20, "{kube}: only {sent} requests sent");
+        assert!(
+            failed.is_empty(),
+            "{kube}: {} of {sent} requests failed while the pod was routable: {failed:?}",
+            failed.len()
+        );
+        eprintln!("{kube}: {sent} requests through the drain, 0 failed");
         assert_eq!(
             container(&gone, "berth")["termination"]["killed"],
             false,
