@@ -1,4 +1,4 @@
-//! The prestop drain (DESIGN §1 "Lifecycle").
+//! The prestop drain (sidecar/README.md, "Lifecycle").
 //!
 //! The main container's preStop hook calls `/api/v1/lifecycle/prestop`;
 //! berth then (1) turns unready at once, (2) waits `drain.delay` so endpoint

@@ -1,5 +1,5 @@
-//! Black-box tests of berth's drain sequence (DESIGN §1 "Lifecycle", the
-//! prestop JSON and notify rules in COMMON.md): a real `berth` binary, real
+//! Black-box tests of berth's drain sequence (sidecar/README.md "Lifecycle": the
+//! prestop JSON and the notify rules): a real `berth` binary, real
 //! stand-in main containers (copies of bash/sleep with unique names in this
 //! test's PID namespace, as in a pod with a shared PID namespace), real
 //! signals and real HTTP.
@@ -584,7 +584,7 @@ async fn serial_prestop_http_notify_then_waits_for_idle() {
     let (notified_at, method) = &app.notified[0];
     assert_eq!(
         method, "POST",
-        "DESIGN: http notify POSTs the app's drain URL"
+        "contract: http notify POSTs the app's drain URL"
     );
     assert!(
         notified_at - p.sent_wall >= D.as_secs_f64(),

@@ -1,4 +1,4 @@
-//! Black-box tests of berth's own process lifecycle (DESIGN §1): SIGTERM and
+//! Black-box tests of berth's own process lifecycle (sidecar/README.md "Signals"): SIGTERM and
 //! SIGINT in `mode: native` and `mode: regular`, the second signal, the
 //! loopback-only shutdown endpoint, and the startup gate (`/health/startup`
 //! and `berth wait`). Real processes, real signals, real sockets; the
@@ -504,7 +504,7 @@ async fn berth_wait_exits_1_on_timeout() {
 /// notify, no process check: e.g. an `http` check on the app). kubelet sends
 /// berth SIGTERM and runs the main container's preStop in parallel; when
 /// the SIGTERM wins the race by a few ms, the preStop call must still be
-/// served: DESIGN says berth keeps serving until the main process is gone
+/// served: the sidecar README ("Signals") says berth keeps serving until the main process is gone
 /// or `drain.timeout` passes — it cannot see the former, so the latter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_sigterm_regular_unknown_main_still_serves_prestop() {

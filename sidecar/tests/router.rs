@@ -1,5 +1,5 @@
 //! The health router through `tower::ServiceExt::oneshot`: status codes,
-//! headers and JSON of DESIGN §1, driven by recording check results into the
+//! headers and JSON of sidecar/README.md ("Endpoints"), driven by recording check results into the
 //! cached state directly (no dependency involved, which is the point: the
 //! handlers only ever read that state). Peers are simulated by inserting
 //! `ConnectInfo` into the request, as the real server does.
@@ -392,7 +392,7 @@ async fn metrics_expose_every_series() {
     assert!(m.contains("berth_uptime_seconds "), "{m}");
 }
 
-/// Prestop through the router: GET and POST both drain; the JSON shape of COMMON.md.
+/// Prestop through the router: GET and POST both drain; the JSON shape of sidecar/README.md ("Lifecycle").
 #[tokio::test(start_paused = true)]
 async fn prestop_answers_the_contract_json() {
     let app = app(&format!(

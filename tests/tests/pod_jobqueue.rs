@@ -516,7 +516,7 @@ fn serial_pod_worker_drain_loses_no_jobs() {
 /// container at once (after each one's own preStop): berth, which has no
 /// preStop, gets SIGTERM first and must keep serving (the API's preStop is a
 /// call to berth) until that call returned, then exit on its own, not be
-/// SIGKILLed at the end of the grace period. (DESIGN says regular-mode berth
+/// SIGKILLed at the end of the grace period. (the sidecar README says regular-mode berth
 /// serves until the main process is gone; the API pod does not share its
 /// PID namespace, so berth cannot see it and exits once the drain is done:
 /// that ordering is not asserted here.)

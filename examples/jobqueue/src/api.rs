@@ -1,4 +1,4 @@
-//! The HTTP API (DESIGN §3): submit, inspect, cancel and retry jobs, queue
+//! The HTTP API (examples/jobqueue/README.md): submit, inspect, cancel and retry jobs, queue
 //! depths, plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every error is `{"error":{"code","message"}}` with a client-safe message

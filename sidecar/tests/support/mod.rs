@@ -2,7 +2,7 @@
 //! real "main container" processes, real signals, real HTTP.
 //!
 //! Why a harness instead of calling library functions: the lifecycle contract
-//! (DESIGN §1 "Lifecycle") is about what a kubelet observes from the outside —
+//! (sidecar/README.md "Lifecycle") is about what a kubelet observes from the outside —
 //! HTTP status codes, which process got which signal when, and how berth
 //! exits. Only separate processes in the test's PID namespace (as in a pod
 //! with `shareProcessNamespace`) exercise `/proc` scanning and `kill(2)`.
@@ -652,7 +652,7 @@ pub async fn call_prestop(
     }
 }
 
-/// Asserts the prestop response shape of COMMON.md: HTTP 200, JSON with
+/// Asserts the prestop response shape of sidecar/README.md ("Lifecycle"): HTTP 200, JSON with
 /// `status` drained|timeout, `elapsed_ms`, `notify.type`, `notify.errors`
 /// (array of strings) and `waited_for` (array).
 pub fn assert_prestop_shape(p: &Prestop, notify_type: &str) {
