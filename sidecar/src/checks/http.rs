@@ -9,7 +9,7 @@ use http_body_util::Empty;
 use serde::Deserialize;
 
 use super::{http_client, io_source, CheckDef, CheckType, HttpClient, Probe};
-use crate::config::{parse_http_url, parse_status_range, ConfigError, Cx, Scalar};
+use crate::config::{parse_http_url, ConfigError, Cx, Scalar};
 use crate::redact::{CheckError, Secrets};
 
 pub const TYPE: CheckType = CheckType {
@@ -40,19 +40,7 @@ fn parse(
     let field = format!("{path}.url");
     let url = cx.required(&field, &f.url, " for a http check")?;
     let url = parse_http_url(&url.value, false).map_err(|m| ConfigError::new(&field, m))?;
-    let field = format!("{path}.expectStatus");
-    let expect = match cx.opt_text(&field, &f.expect_status)? {
-        None => (200, 399),
-        Some(s) => parse_status_range(&s.value).ok_or_else(|| {
-            ConfigError::new(
-                &field,
-                format!(
-                    "must be a status or a range like 200-399, not {}",
-                    s.describe()
-                ),
-            )
-        })?,
-    };
+    let expect = cx.status_range(&format!("{path}.expectStatus"), &f.expect_status)?;
     Ok(Arc::new(Http { url, expect }))
 }
 

@@ -37,7 +37,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use super::{io_source, CheckDef, CheckType, Probe};
-use crate::config::{parse_status_range, ConfigError, Cx, Scalar, Text};
+use crate::config::{ConfigError, Cx, Scalar, Text};
 use crate::redact::{CheckError, Secrets};
 
 pub const TYPE: CheckType = CheckType {
@@ -100,19 +100,7 @@ fn parse(
     let field = format!("{path}.url");
     let url = cx.required(&field, &f.url, " for an https check")?;
     let uri = parse_https_url(&url.value).map_err(|m| ConfigError::new(&field, m))?;
-    let field = format!("{path}.expectStatus");
-    let expect = match cx.opt_text(&field, &f.expect_status)? {
-        None => (200, 399),
-        Some(s) => parse_status_range(&s.value).ok_or_else(|| {
-            ConfigError::new(
-                &field,
-                format!(
-                    "must be a status or a range like 200-399, not {}",
-                    s.describe()
-                ),
-            )
-        })?,
-    };
+    let expect = cx.status_range(&format!("{path}.expectStatus"), &f.expect_status)?;
     let tls = TlsSettings::parse(
         path,
         cx,

@@ -226,6 +226,23 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// `expectStatus` of the http and https checks: a status or an inclusive
+    /// range, default 200-399.
+    pub fn status_range(&self, field: &str, s: &Option<Scalar>) -> Result<(u16, u16)> {
+        match self.opt_text(field, s)? {
+            None => Ok((200, 399)),
+            Some(t) => super::parse_status_range(&t.value).ok_or_else(|| {
+                ConfigError::new(
+                    field,
+                    format!(
+                        "must be a status or a range like 200-399, not {}",
+                        t.describe()
+                    ),
+                )
+            }),
+        }
+    }
+
     /// Deserializes a mapping (a check's type-specific keys) into `T`,
     /// with `path` prefixed to any error's field.
     pub fn fields<T: DeserializeOwned>(
