@@ -140,6 +140,14 @@ impl fmt::Display for CheckError {
     }
 }
 
+/// `Debug` of a check definition whose identity is a credential-bearing
+/// URL: the type's name and the URL's [`fingerprint`], never the URL.
+pub fn debug_url(f: &mut fmt::Formatter<'_>, name: &str, url: &str) -> fmt::Result {
+    f.debug_struct(name)
+        .field("url", &fingerprint(url))
+        .finish()
+}
+
 /// A short, non-reversible tag of a secret-bearing value: equal values give
 /// equal tags (config reloads compare checks by it) without the value ever
 /// being printable.

@@ -75,9 +75,7 @@ struct Amqp {
 // The URL carries the password: never print it, even in Debug.
 impl std::fmt::Debug for Amqp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Amqp")
-            .field("url", &crate::redact::fingerprint(&self.url))
-            .finish()
+        crate::redact::debug_url(f, "Amqp", &self.url)
     }
 }
 

@@ -103,9 +103,7 @@ struct Mysql {
 // identity used for reloads is a hash of it.
 impl std::fmt::Debug for Mysql {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Mysql")
-            .field("url", &crate::redact::fingerprint(&self.url))
-            .finish()
+        crate::redact::debug_url(f, "Mysql", &self.url)
     }
 }
 

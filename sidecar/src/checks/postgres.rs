@@ -35,9 +35,7 @@ struct Postgres {
 // identity used for reloads is a hash of it.
 impl std::fmt::Debug for Postgres {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Postgres")
-            .field("url", &crate::redact::fingerprint(&self.url))
-            .finish()
+        crate::redact::debug_url(f, "Postgres", &self.url)
     }
 }
 

@@ -30,9 +30,7 @@ struct Redis {
 // The URL carries the password: never print it, even in Debug.
 impl std::fmt::Debug for Redis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Redis")
-            .field("url", &crate::redact::fingerprint(&self.url))
-            .finish()
+        crate::redact::debug_url(f, "Redis", &self.url)
     }
 }
 
