@@ -172,6 +172,8 @@ pub struct ApiState {
     pub limiter: Arc<RateLimiter>,
     pub secret_key: Option<Arc<str>>,
     pub max_batch: usize,
+    /// `API_REQUEST_TIMEOUT_SECONDS`: `?wait=` ends before it.
+    pub request_timeout: Duration,
     /// Set once shutdown starts: `/readyz` answers 503.
     pub draining: Arc<AtomicBool>,
     /// Result of the background database ping.
@@ -192,6 +194,7 @@ impl ApiState {
             limiter,
             secret_key: cfg.secret_key.as_deref().map(Arc::from),
             max_batch: cfg.max_batch,
+            request_timeout: cfg.request_timeout,
             draining: Arc::new(AtomicBool::new(false)),
             db_ok: Arc::new(AtomicBool::new(false)),
         }
@@ -246,6 +249,8 @@ pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel_job))
         .route("/api/v1/jobs/{id}/retry", post(retry_job))
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/queues/{queue}/pause", post(pause_queue))
+        .route("/api/v1/queues/{queue}/resume", post(resume_queue))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let ops = Router::new()
         .route("/healthz", get(crate::ops::healthz))
@@ -362,12 +367,76 @@ async fn create_batch(
     Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
 }
 
+/// The longest `?wait=` on `GET /api/v1/jobs/{id}`.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `30s`, `500ms`, `1m` or a number of seconds; capped at [`MAX_WAIT`].
+fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "wait: expected a duration like 30s, 500ms or 1m (at most 60 s), got {raw:?}"
+        ))
+    };
+    let (number, unit) = match raw.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => raw.split_at(i),
+        None => (raw, "s"),
+    };
+    let n: f64 = number.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs.min(MAX_WAIT.as_secs_f64())))
+}
+
+/// `GET /api/v1/jobs/{id}[?wait=30s]`: with `wait`, answers as soon as the
+/// job is finished (succeeded, dead or cancelled) or when the wait ends
+/// (then with the job as it is). The wait also ends before the API's
+/// request timeout (`API_REQUEST_TIMEOUT_SECONDS`).
 async fn get_job(
     State(state): State<ApiState>,
     Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let job = state.queue.get(parse_id(&id)?).await?;
-    Ok(Json(job).into_response())
+    let id = parse_id(&id)?;
+    let mut wait = Duration::ZERO;
+    for (k, v) in &params {
+        match k.as_str() {
+            "wait" => wait = parse_wait(v)?,
+            other => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {other:?}"
+                )))
+            }
+        }
+    }
+    let wait = wait.min(
+        state
+            .request_timeout
+            .saturating_sub(Duration::from_millis(250)),
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut poll = Duration::from_millis(20);
+    loop {
+        let job = state.queue.get(id).await?;
+        let finished = matches!(
+            job.status,
+            Status::Succeeded | Status::Dead | Status::Cancelled
+        );
+        let now = tokio::time::Instant::now();
+        if finished || now >= deadline {
+            return Ok(Json(job).into_response());
+        }
+        // A primary-key read every 20 ms at first, backing off to 250 ms:
+        // short jobs answer fast, long waits cost little.
+        tokio::time::sleep(poll.min(deadline - now)).await;
+        poll = (poll * 2).min(Duration::from_millis(250));
+    }
 }
 
 async fn list_jobs(
@@ -404,7 +473,11 @@ async fn list_jobs(
                         .map_err(|_| ApiError::BadRequest("cursor: invalid cursor".into()))?,
                 )
             }
-            "status" | "queue" | "cursor" => {}
+            "kind" if !v.is_empty() => {
+                crate::job::validate_name(v).map_err(|m| ApiError::BadRequest(format!("kind: {m}")))?;
+                filter.kind = Some(v.clone());
+            }
+            "status" | "queue" | "cursor" | "kind" => {}
             other => return Err(ApiError::BadRequest(format!("unknown query parameter {other:?}"))),
         }
     }
@@ -429,6 +502,24 @@ async fn retry_job(
 ) -> Result<Response, ApiError> {
     let job = state.queue.retry(parse_id(&id)?).await?;
     Ok(Json(job).into_response())
+}
+
+async fn pause_queue(
+    State(state): State<ApiState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    state.queue.pause(&queue).await?;
+    tracing::info!(queue = %queue, "queue paused");
+    Ok(Json(serde_json::json!({"queue": queue, "paused": true})).into_response())
+}
+
+async fn resume_queue(
+    State(state): State<ApiState>,
+    Path(queue): Path<String>,
+) -> Result<Response, ApiError> {
+    state.queue.resume(&queue).await?;
+    tracing::info!(queue = %queue, "queue resumed");
+    Ok(Json(serde_json::json!({"queue": queue, "paused": false})).into_response())
 }
 
 async fn queues(State(state): State<ApiState>) -> Result<Response, ApiError> {
@@ -512,6 +603,19 @@ pub async fn run(db: &DbConfig, cfg: &ApiConfig, shutdown: Shutdown) -> crate::e
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_durations() {
+        assert_eq!(parse_wait("30s").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("30").ok(), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(parse_wait("1m").ok(), Some(MAX_WAIT));
+        assert_eq!(parse_wait("1e9s").ok(), None);
+        assert_eq!(parse_wait("999999999999").ok(), Some(MAX_WAIT));
+        for bad in ["", "-1s", "x", "1h", "1.2.3s", "NaN", "inf"] {
+            assert!(parse_wait(bad).is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn constant_time_compare() {

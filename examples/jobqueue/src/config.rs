@@ -215,14 +215,22 @@ pub struct WorkerConfig {
 impl WorkerConfig {
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
         let d = WorkerOptions::default();
-        let queues = parse_queue_list(&env.string("WORKER_QUEUES", &d.queues.join(",")))
-            .map_err(|m| ConfigError::new("WORKER_QUEUES", m))?;
+        let (queues, queue_concurrency) =
+            parse_queue_list(&env.string("WORKER_QUEUES", &d.queues.join(",")))
+                .map_err(|m| ConfigError::new("WORKER_QUEUES", m))?;
         let host = env.string("HOSTNAME", "worker");
         let secs = |var: &str, default: Duration, min: f64, max: f64| {
             env.seconds(var, default.as_secs_f64(), min, max)
         };
         let worker = WorkerOptions {
             queues,
+            queue_concurrency,
+            group_concurrency: env.int(
+                "WORKER_GROUP_CONCURRENCY",
+                d.group_concurrency as u64,
+                1,
+                10_000,
+            )? as usize,
             concurrency: env.int("WORKER_CONCURRENCY", d.concurrency as u64, 1, 10_000)? as usize,
             batch_size: env.int("WORKER_BATCH_SIZE", d.batch_size as u64, 1, 1000)? as usize,
             poll_interval: secs(
@@ -255,19 +263,41 @@ impl WorkerConfig {
     }
 }
 
-/// Validates a comma-separated queue list.
-pub fn parse_queue_list(raw: &str) -> Result<Vec<String>, String> {
-    let mut queues = Vec::new();
-    for q in raw.split(',').map(str::trim).filter(|q| !q.is_empty()) {
-        crate::job::validate_name(q).map_err(|m| format!("queue {q:?}: {m}"))?;
-        if !queues.iter().any(|x: &String| x == q) {
-            queues.push(q.to_string());
+/// The queues of `WORKER_QUEUES`: `default,mail:5` gives the queues that
+/// share `WORKER_CONCURRENCY` (`default`) and those with a concurrency of
+/// their own (`mail` with 5).
+#[allow(clippy::type_complexity)]
+pub fn parse_queue_list(raw: &str) -> Result<(Vec<String>, Vec<(String, usize)>), String> {
+    let mut shared: Vec<String> = Vec::new();
+    let mut own: Vec<(String, usize)> = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|q| !q.is_empty()) {
+        let (q, n) = match entry.rsplit_once(':') {
+            Some((q, n)) => {
+                let n = n
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| {
+                        format!("queue {entry:?}: the concurrency after ':' must be 1 to 10000")
+                    })?;
+                (q.trim(), Some(n))
+            }
+            None => (entry, None),
+        };
+        crate::job::validate_queue_name(q).map_err(|m| format!("queue {q:?}: {m}"))?;
+        let seen = shared.iter().any(|x| x == q) || own.iter().any(|(x, _)| x == q);
+        match (seen, n) {
+            (true, Some(_)) => return Err(format!("queue {q:?} is listed twice")),
+            (true, None) => {}
+            (false, Some(n)) => own.push((q.to_string(), n)),
+            (false, None) => shared.push(q.to_string()),
         }
     }
-    if queues.is_empty() {
+    if shared.is_empty() && own.is_empty() {
         return Err("needs at least one queue name".into());
     }
-    Ok(queues)
+    Ok((shared, own))
 }
 
 /// Settings of the `reaper` subcommand.

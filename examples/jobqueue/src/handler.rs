@@ -13,9 +13,46 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use serde::Deserialize;
 
-/// What a handler gets to know about its job.
+use crate::queue::Queue;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A handler's JSON as PostgreSQL can store it: NUL characters (which
+/// jsonb refuses, and the write would fail for ever) become U+FFFD, and a
+/// document over [`MAX_OUTPUT_BYTES`] is replaced by a marker.
+fn storable(v: serde_json::Value) -> serde_json::Value {
+    let text = v.to_string();
+    if text.len() > MAX_OUTPUT_BYTES {
+        return serde_json::json!({"truncated": true, "bytes": text.len()});
+    }
+    if !text.contains("\\u0000") {
+        return v;
+    }
+    fn clean(v: serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Value::String(s.replace('\0', "\u{FFFD}")),
+            Value::Array(a) => Value::Array(a.into_iter().map(clean).collect()),
+            Value::Object(m) => Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), clean(v)))
+                    .collect(),
+            ),
+            other => other,
+        }
+    }
+    clean(v)
+}
+
+/// What a handler gets to know about its job, and how it reports back:
+/// [`JobContext::set_output`] (stored with the success) and
+/// [`JobContext::set_progress`] (stored at once).
 #[derive(Debug, Clone)]
 pub struct JobContext {
     pub id: i64,
@@ -25,9 +62,90 @@ pub struct JobContext {
     /// 1 for the first attempt.
     pub attempt: i32,
     pub max_attempts: i32,
+    io: Arc<JobIo>,
 }
 
+/// The handler's channel back to the worker. Shared by the clones of one
+/// context, so a handler may hand clones to its own tasks.
+#[derive(Debug, Default)]
+struct JobIo {
+    output: Mutex<Option<serde_json::Value>>,
+    /// Where progress goes: the job's row, fenced by the lease token.
+    /// `None` outside a worker (`jobqueue::testing`): progress is kept in
+    /// memory only.
+    sink: Option<(Queue, i64)>,
+    last_progress: Mutex<Option<serde_json::Value>>,
+}
+
+/// The largest output or progress document stored (serialised bytes).
+/// Larger ones are replaced by `{"truncated": true, "bytes": n}`: a job
+/// row is read by every dashboard refresh and API call.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+
 impl JobContext {
+    /// A context outside a worker: for handlers' unit tests (see
+    /// [`crate::testing`]).
+    pub fn new(id: i64, kind: impl Into<String>, payload: serde_json::Value) -> Self {
+        JobContext {
+            id,
+            queue: "default".into(),
+            kind: kind.into(),
+            payload,
+            attempt: 1,
+            max_attempts: 5,
+            io: Arc::new(JobIo::default()),
+        }
+    }
+
+    /// The worker's context: progress is written to the job's row.
+    pub(crate) fn for_claim(job: &crate::queue::ClaimedJob, queue: Queue) -> Self {
+        JobContext {
+            id: job.id,
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            payload: job.payload.clone(),
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            io: Arc::new(JobIo {
+                sink: Some((queue, job.lease_token)),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// This attempt's result document, stored as the job's `output` when it
+    /// succeeds (the last call wins).
+    pub fn set_output(&self, output: serde_json::Value) {
+        *lock(&self.io.output) = Some(storable(output));
+    }
+
+    /// What [`JobContext::set_output`] set.
+    pub fn output(&self) -> Option<serde_json::Value> {
+        lock(&self.io.output).clone()
+    }
+
+    /// Reports progress (any JSON, e.g. `{"done": 40, "total": 100}`):
+    /// written to the job's `progress` at once, where the API and the
+    /// dashboard show it. Fenced by the lease: once the job was taken from
+    /// this worker, the write is dropped. A database error is returned as
+    /// a retryable [`JobError`], so `?` works in a handler.
+    pub async fn set_progress(&self, progress: serde_json::Value) -> Result<(), JobError> {
+        let progress = storable(progress);
+        *lock(&self.io.last_progress) = Some(progress.clone());
+        if let Some((queue, token)) = &self.io.sink {
+            queue
+                .set_progress(self.id, *token, &progress)
+                .await
+                .map_err(|e| JobError::retry(format!("storing progress failed: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The last progress reported by this attempt.
+    pub fn progress(&self) -> Option<serde_json::Value> {
+        lock(&self.io.last_progress).clone()
+    }
+
     /// Deserialises the payload; a mismatch is a permanent failure (retrying
     /// the same bytes cannot help).
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
@@ -36,7 +154,8 @@ impl JobContext {
     }
 }
 
-/// A failed attempt.
+/// A failed attempt. Its message is stored as the job's `last_error`;
+/// the worker's own failures start with their kind (`timeout: …`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobError {
     pub message: String,
@@ -58,6 +177,13 @@ impl JobError {
             message: message.into(),
             retryable: false,
         }
+    }
+    /// The handler ran past the job's `timeout_seconds` and was aborted
+    /// (error kind `timeout`; retried like any failure).
+    pub fn timeout(seconds: i32) -> Self {
+        JobError::retry(format!(
+            "timeout: the handler did not finish within {seconds} s and was aborted"
+        ))
     }
 }
 
@@ -103,7 +229,7 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in kinds: `noop`, `sleep`, `fail`, `http`.
+    /// The built-in kinds: `noop`, `sleep`, `fail`, `http`, `echo`.
     pub fn with_builtins() -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -117,6 +243,25 @@ impl Registry {
             .register("http", move |ctx: JobContext| {
                 http_delivery(http.clone(), ctx)
             })
+            .register_returning("echo", |ctx: JobContext| async move { Ok(ctx.payload) })
+    }
+
+    /// Adds a handler that returns its output: the value is stored as the
+    /// job's `output` when it succeeds.
+    pub fn register_returning<F, Fut>(self, kind: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<serde_json::Value, JobError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.register(kind, move |ctx: JobContext| {
+            let handler = handler.clone();
+            async move {
+                let output = handler(ctx.clone()).await?;
+                ctx.set_output(output);
+                Ok(())
+            }
+        })
     }
 
     /// Adds (or replaces) the handler for `kind`.
@@ -230,14 +375,30 @@ mod tests {
     use super::*;
 
     fn ctx(kind: &str, payload: serde_json::Value, attempt: i32) -> JobContext {
-        JobContext {
-            id: 1,
-            queue: "default".into(),
-            kind: kind.into(),
-            payload,
-            attempt,
-            max_attempts: 5,
-        }
+        let mut c = JobContext::new(1, kind, payload);
+        c.attempt = attempt;
+        c
+    }
+
+    #[tokio::test]
+    async fn echo_returns_its_payload_and_output_is_storable() {
+        let r = Registry::with_builtins();
+        let c = ctx("echo", serde_json::json!({"a": [1, "x\u{0}y"]}), 1);
+        r.get("echo")
+            .expect("echo")
+            .run(c.clone())
+            .await
+            .expect("ok");
+        assert_eq!(
+            c.output(),
+            Some(serde_json::json!({"a": [1, "x\u{FFFD}y"]}))
+        );
+        let big = serde_json::Value::String("x".repeat(MAX_OUTPUT_BYTES + 1));
+        c.set_output(big);
+        assert_eq!(
+            c.output().and_then(|o| o.get("truncated").cloned()),
+            Some(serde_json::json!(true))
+        );
     }
 
     #[tokio::test]
@@ -264,6 +425,6 @@ mod tests {
             .await
             .expect("sleep ok");
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
-        assert_eq!(r.kinds(), vec!["fail", "http", "noop", "sleep"]);
+        assert_eq!(r.kinds(), vec!["echo", "fail", "http", "noop", "sleep"]);
     }
 }

@@ -63,12 +63,34 @@ pub struct Job {
     pub last_error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub idempotency_key: Option<String>,
+    /// Jobs of one group run at most `WORKER_GROUP_CONCURRENCY` at a time.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The handler is aborted after this long (a failed attempt, `timeout`).
+    #[serde(default)]
+    pub timeout_seconds: Option<i32>,
+    /// What the handler returned (JSON), once it succeeded.
+    #[serde(default)]
+    pub output: Option<serde_json::Value>,
+    /// What the handler last reported while running.
+    #[serde(default)]
+    pub progress: Option<serde_json::Value>,
+    /// Start of the current (or last) attempt.
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    /// The statuses in which the idempotency key is unique (absent: all).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unique_while: Option<Vec<Status>>,
+    /// Until when the idempotency key is unique (absent: for ever).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unique_until: Option<DateTime<Utc>>,
 }
 
 /// Columns selected for [`Job::from_row`], in order.
 pub const JOB_COLUMNS: &str =
     "id, queue, kind, payload, status, attempts, max_attempts, priority, \
-     run_at, created_at, updated_at, finished_at, last_error, idempotency_key";
+     run_at, created_at, updated_at, finished_at, last_error, idempotency_key, \
+     group_key, timeout_seconds, output, progress, started_at, unique_states, unique_until";
 
 impl Job {
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, tokio_postgres::Error> {
@@ -89,6 +111,15 @@ impl Job {
             finished_at: row.try_get(11)?,
             last_error: row.try_get(12)?,
             idempotency_key: row.try_get(13)?,
+            group: row.try_get(14)?,
+            timeout_seconds: row.try_get(15)?,
+            output: row.try_get(16)?,
+            progress: row.try_get(17)?,
+            started_at: row.try_get(18)?,
+            unique_while: row
+                .try_get::<_, Option<Vec<String>>>(19)?
+                .map(|v| v.iter().filter_map(|s| Status::parse(s)).collect()),
+            unique_until: row.try_get(20)?,
         })
     }
 }
@@ -112,6 +143,22 @@ pub struct NewJob {
     pub max_attempts: i32,
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Jobs of one group never run more at once than the workers'
+    /// `WORKER_GROUP_CONCURRENCY` (default 1): per-key serialisation and
+    /// tenant fairness (groups of a queue are served in turn).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Abort the handler after this many seconds (1 to 604800); the
+    /// attempt fails with error kind `timeout`.
+    #[serde(default, deserialize_with = "de_timeout")]
+    pub timeout_seconds: Option<i32>,
+    /// Limit the idempotency key to jobs in these statuses, e.g.
+    /// `["queued","running"]`: once the job finished, the key is free.
+    #[serde(default, deserialize_with = "de_unique_while")]
+    pub unique_while: Option<Vec<Status>>,
+    /// Limit the idempotency key to this many seconds after enqueueing.
+    #[serde(default, deserialize_with = "de_unique_for")]
+    pub unique_for_seconds: Option<i32>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -125,6 +172,10 @@ fn default_max_attempts() -> i32 {
 }
 
 pub const MAX_PRIORITY: i32 = 1_000_000;
+/// A week: longer handlers should report progress and be split.
+pub const MAX_TIMEOUT_SECONDS: i32 = 604_800;
+/// A year.
+pub const MAX_UNIQUE_FOR_SECONDS: i32 = 31_536_000;
 pub const MAX_ATTEMPTS_LIMIT: i32 = 1000;
 
 impl NewJob {
@@ -137,6 +188,10 @@ impl NewJob {
             run_at: None,
             max_attempts: default_max_attempts(),
             idempotency_key: None,
+            group: None,
+            timeout_seconds: None,
+            unique_while: None,
+            unique_for_seconds: None,
         }
     }
     pub fn payload(mut self, payload: serde_json::Value) -> Self {
@@ -163,6 +218,31 @@ impl NewJob {
         self.idempotency_key = Some(key.into());
         self
     }
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+    pub fn timeout_seconds(mut self, seconds: i32) -> Self {
+        self.timeout_seconds = Some(seconds);
+        self
+    }
+    /// The idempotency key is unique only while the job is in `states`.
+    pub fn unique_while(mut self, states: &[Status]) -> Self {
+        self.unique_while = Some(states.to_vec());
+        self
+    }
+    /// The idempotency key is unique for `seconds` after enqueueing.
+    pub fn unique_for_seconds(mut self, seconds: i32) -> Self {
+        self.unique_for_seconds = Some(seconds);
+        self
+    }
+
+    /// `unique_while` as stored (`unique_states`): status names.
+    pub(crate) fn unique_states(&self) -> Option<Vec<&'static str>> {
+        self.unique_while
+            .as_ref()
+            .map(|v| v.iter().map(|s| s.as_str()).collect())
+    }
 
     /// Checks every field; the message names the field. Everything
     /// PostgreSQL would refuse is caught here (NUL characters, dates out of
@@ -170,7 +250,7 @@ impl NewJob {
     /// database error.
     pub fn validate(&self) -> Result<(), String> {
         validate_name(&self.kind).map_err(|m| format!("kind: {m}"))?;
-        validate_name(&self.queue).map_err(|m| format!("queue: {m}"))?;
+        validate_queue_name(&self.queue).map_err(|m| format!("queue: {m}"))?;
         if !(1..=MAX_ATTEMPTS_LIMIT).contains(&self.max_attempts) {
             return Err(format!(
                 "max_attempts: must be between 1 and {MAX_ATTEMPTS_LIMIT}"
@@ -187,6 +267,36 @@ impl NewJob {
             }
             if key.contains('\0') {
                 return Err(NUL_MESSAGE.replace("{}", "idempotency_key"));
+            }
+        }
+        if let Some(group) = &self.group {
+            validate_name(group).map_err(|m| format!("group: {m}"))?;
+        }
+        if let Some(t) = self.timeout_seconds {
+            if !(1..=MAX_TIMEOUT_SECONDS).contains(&t) {
+                return Err(format!(
+                    "timeout_seconds: must be between 1 and {MAX_TIMEOUT_SECONDS}"
+                ));
+            }
+        }
+        if let Some(s) = self.unique_for_seconds {
+            if !(1..=MAX_UNIQUE_FOR_SECONDS).contains(&s) {
+                return Err(format!(
+                    "unique_for_seconds: must be between 1 and {MAX_UNIQUE_FOR_SECONDS}"
+                ));
+            }
+        }
+        if let Some(states) = &self.unique_while {
+            if states.is_empty() {
+                return Err("unique_while: must name at least one status".into());
+            }
+        }
+        if self.idempotency_key.is_none() {
+            if self.unique_while.is_some() {
+                return Err("unique_while: needs an idempotency_key".into());
+            }
+            if self.unique_for_seconds.is_some() {
+                return Err("unique_for_seconds: needs an idempotency_key".into());
             }
         }
         if let Some(at) = self.run_at {
@@ -294,11 +404,70 @@ fn de_priority<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> 
     de_bounded(d, "priority", -MAX_PRIORITY, MAX_PRIORITY)
 }
 
+/// An optional bounded integer: `null` is "not set".
+fn de_opt_bounded<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+    min: i32,
+    max: i32,
+) -> Result<Option<i32>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    de_bounded(v, field, min, max)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn de_timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    de_opt_bounded(d, "timeout_seconds", 1, MAX_TIMEOUT_SECONDS)
+}
+
+fn de_unique_for<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    de_opt_bounded(d, "unique_for_seconds", 1, MAX_UNIQUE_FOR_SECONDS)
+}
+
+/// Status names; an unknown one is named with the field.
+fn de_unique_while<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Status>>, D::Error> {
+    let Some(names) = Option::<Vec<String>>::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(
+            "unique_while: expected a list of statuses like [\"queued\",\"running\"]",
+        )
+    })?
+    else {
+        return Ok(None);
+    };
+    names
+        .iter()
+        .map(|n| {
+            Status::parse(n).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "unique_while: unknown status {n:?} (expected queued, running, succeeded, dead, cancelled)"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 fn de_max_attempts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
     de_bounded(d, "max_attempts", 1, MAX_ATTEMPTS_LIMIT)
 }
 
-/// Queue and kind names: 1–128 chars of `[A-Za-z0-9_.:-]`.
+/// Queue names: as [`validate_name`], without ':' (`WORKER_QUEUES` writes
+/// a queue's own concurrency after a ':').
+pub fn validate_queue_name(name: &str) -> Result<(), String> {
+    validate_name(name)?;
+    if name.contains(':') {
+        return Err("may not contain ':' (WORKER_QUEUES uses it for a concurrency)".into());
+    }
+    Ok(())
+}
+
+/// Kind and group names: 1–128 chars of `[A-Za-z0-9_.:-]`.
 pub fn validate_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 128 {
         return Err("must be 1 to 128 characters".into());

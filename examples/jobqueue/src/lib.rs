@@ -39,8 +39,10 @@
 //! # }
 //! ```
 //!
-//! Enqueue from Rust with [`Queue::enqueue`] / [`Queue::enqueue_batch`], or
-//! over HTTP (`jobqueue api`).
+//! Enqueue from Rust with [`Queue::enqueue`] / [`Queue::enqueue_batch`],
+//! inside your own transaction with [`enqueue_tx`] (the job exists exactly
+//! when your writes commit), or over HTTP (`jobqueue api`). [`testing`]
+//! has helpers for your tests.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -57,12 +59,13 @@ pub mod ratelimit;
 pub mod reaper;
 pub mod shutdown;
 pub mod telemetry;
+pub mod testing;
 pub mod worker;
 
 pub use error::{DbFailure, Error};
 pub use handler::{JobContext, JobError, JobResult, Registry};
 pub use job::{Job, NewJob, Status};
-pub use queue::{ClaimedJob, Queue, QueueError};
+pub use queue::{enqueue_tx, ClaimedJob, Queue, QueueError};
 pub use reaper::{Reaper, ReaperOptions};
 pub use worker::{Worker, WorkerOptions};
 

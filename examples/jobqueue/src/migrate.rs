@@ -105,6 +105,61 @@ CREATE INDEX jobs_finished_idx ON jobs USING brin (finished_at) WITH (autosummar
     WHERE finished_at IS NOT NULL;
 "#,
     ),
+    (
+        3,
+        "groups, timeouts, output, progress, expiring uniqueness, paused queues",
+        r#"
+-- Every new column is nullable without a default: adding it rewrites
+-- nothing, and a job that does not use a feature stores nothing for it.
+ALTER TABLE jobs
+    ADD COLUMN group_key       text,
+    ADD COLUMN timeout_seconds integer CHECK (timeout_seconds BETWEEN 1 AND 604800),
+    ADD COLUMN output          jsonb,
+    ADD COLUMN progress        jsonb,
+    ADD COLUMN started_at      timestamptz,
+    -- The statuses in which the idempotency key is unique (NULL: all of
+    -- them, forever, as before), and until when (NULL: no end).
+    ADD COLUMN unique_states   text[],
+    ADD COLUMN unique_until    timestamptz;
+
+-- The fast claim path takes ungrouped jobs only; grouped jobs are claimed
+-- under a per-group lock that counts what runs (worker/group_fetcher.rs).
+DROP INDEX jobs_claim_idx;
+CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, id)
+    WHERE status = 'queued' AND group_key IS NULL;
+CREATE INDEX jobs_group_claim_idx ON jobs (group_key, queue, priority DESC, run_at, id)
+    WHERE status = 'queued' AND group_key IS NOT NULL;
+CREATE INDEX jobs_group_running_idx ON jobs (group_key)
+    WHERE status = 'running' AND group_key IS NOT NULL;
+
+-- An idempotency key is unique among the jobs whose status is one of their
+-- unique_states (all statuses when NULL). The index follows every status
+-- change by itself: a finished job leaves it when `queued`/`running` was
+-- all it asked for.
+DROP INDEX jobs_idempotency_key_idx;
+CREATE UNIQUE INDEX jobs_idempotency_key_idx ON jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL AND (unique_states IS NULL OR status = ANY (unique_states));
+
+-- A finished grouped job frees a place in its group: wake the workers that
+-- wait for one (payload 'group'). A row trigger whose WHEN clause is false
+-- for ungrouped jobs costs them nothing but that test.
+CREATE FUNCTION jobqueue_notify_group() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobqueue', 'group');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_notify_group AFTER UPDATE OF status ON jobs
+    FOR EACH ROW WHEN (OLD.group_key IS NOT NULL AND OLD.status = 'running' AND NEW.status <> 'running')
+    EXECUTE FUNCTION jobqueue_notify_group();
+
+-- Paused queues: claims skip them (the claim statements test this table).
+CREATE TABLE jobqueue_paused_queues (
+    queue     text PRIMARY KEY,
+    paused_at timestamptz NOT NULL DEFAULT now()
+);
+"#,
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -15,26 +15,30 @@ use super::{millis, ClaimedJob, Queue, QueueError};
 const CLAIM_ONE_QUEUE: &str = "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now(),
+    started_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
-    WHERE status = 'queued' AND queue = $1 AND run_at <= now()
+    WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
+      AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
-RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at";
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds";
 
 const CLAIM_MANY_QUEUES: &str = "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now(),
+    started_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
-    WHERE status = 'queued' AND queue = ANY($1) AND run_at <= now()
+    WHERE status = 'queued' AND group_key IS NULL AND queue = ANY($1) AND run_at <= now()
+      AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
-RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at";
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds";
 
 impl Queue {
     /// Claims up to `limit` due jobs from `queues` (highest priority first)
@@ -90,6 +94,8 @@ impl Queue {
                     max_attempts: r.try_get(5)?,
                     priority: r.try_get(6)?,
                     run_at: r.try_get(7)?,
+                    timeout_seconds: r.try_get(8)?,
+                    group: None,
                     lease_token: token,
                 })
             })

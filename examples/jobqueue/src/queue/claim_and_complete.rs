@@ -40,6 +40,13 @@ use super::{millis, ClaimedJob, Queue, QueueError};
 pub const POSITIONAL_FENCE_MAX: usize = 64;
 
 fn sql(queue_filter: &str, positional: bool) -> String {
+    // Skip paused queues: one subquery per statement (an InitPlan), not
+    // per row.
+    let pause_filter = if queue_filter.contains("ANY") {
+        "queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))"
+    } else {
+        "$3 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))"
+    };
     let done = if positional {
         "WHERE j.id = ANY($1) AND j.status || '' = 'running'
       AND j.lease_token = ($2::bigint[])[array_position($1::bigint[], j.id)]"
@@ -58,17 +65,19 @@ WITH done AS (
 claimed AS (
     UPDATE jobs AS j
     SET status = 'running', attempts = j.attempts + 1, lease_token = $5,
-        lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now()
+        lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now(),
+        started_at = now()
     WHERE j.id = ANY(ARRAY(
         SELECT id FROM jobs
-        WHERE status = 'queued' AND {queue_filter} AND run_at <= now()
+        WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
+          AND {pause_filter}
         ORDER BY priority DESC, run_at, id
         LIMIT $4
         FOR UPDATE SKIP LOCKED))
-    RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at)
-SELECT true, id, NULL::text, NULL::text, NULL::jsonb, NULL::int, NULL::int, NULL::int, NULL::timestamptz FROM done
+    RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds)
+SELECT true, id, NULL::text, NULL::text, NULL::jsonb, NULL::int, NULL::int, NULL::int, NULL::timestamptz, NULL::int FROM done
 UNION ALL
-SELECT false, id, queue, kind, payload, attempts, max_attempts, priority, run_at FROM claimed"
+SELECT false, id, queue, kind, payload, attempts, max_attempts, priority, run_at, timeout_seconds FROM claimed"
     )
 }
 
@@ -159,6 +168,8 @@ impl Queue {
                 max_attempts: r.try_get(6)?,
                 priority: r.try_get(7)?,
                 run_at: r.try_get(8)?,
+                timeout_seconds: r.try_get(9)?,
+                group: None,
                 lease_token: token,
             });
         }

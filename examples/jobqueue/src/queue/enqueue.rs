@@ -1,50 +1,114 @@
-//! Enqueue one job (`POST /api/v1/jobs`, [`Queue::enqueue`]).
+//! Enqueue one job (`POST /api/v1/jobs`, [`Queue::enqueue`]), or inside the
+//! caller's own transaction ([`enqueue_tx`]).
 //!
-//! Why its own file: the idempotency-key path (conflict → read the first
-//! job → compare) is the one subtle part of enqueueing.
+//! Why its own file: the idempotency-key path is the one subtle part of
+//! enqueueing. A key is unique among the jobs whose status is one of their
+//! `unique_states` (all statuses unless `unique_while` says otherwise), so
+//! the partial unique index itself forgets a finished job's key. A key
+//! limited in time (`unique_for_seconds`) is released lazily: the next
+//! enqueue with that key finds the old job past its `unique_until`, takes
+//! it out of the index (`unique_states = '{}'`) and inserts again.
+
+use tokio_postgres::GenericClient;
 
 use crate::job::{Job, NewJob, JOB_COLUMNS};
 
 use super::{insert_params, Queue, QueueError};
 
+/// The insert; `ON CONFLICT` names the partial unique index's predicate so
+/// PostgreSQL can infer it.
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts, idempotency_key,
+                           group_key, timeout_seconds, unique_states, unique_until)
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7, $8, $9, $10,
+                 now() + $11 * interval '1 second')
+         ON CONFLICT (idempotency_key) WHERE {UNIQUE_KEY_PREDICATE} DO NOTHING
+         RETURNING {JOB_COLUMNS}"
+    )
+}
+
+/// The predicate of `jobs_idempotency_key_idx` (migration 3).
+pub(crate) const UNIQUE_KEY_PREDICATE: &str =
+    "idempotency_key IS NOT NULL AND (unique_states IS NULL OR status = ANY (unique_states))";
+
 impl Queue {
-    /// Enqueues one job. With an idempotency key that was used before,
-    /// returns the existing job and `false` (or `Conflict` if the request
-    /// differs from the one that created it).
+    /// Enqueues one job. With an idempotency key that is still unique
+    /// (see the module docs), returns the existing job and `false` (or
+    /// `Conflict` if the request differs from the one that created it).
     pub async fn enqueue(&self, job: &NewJob) -> Result<(Job, bool), QueueError> {
         job.validate().map_err(QueueError::Invalid)?;
         let client = self.pool.get().await?;
-        let sql = format!(
-            "INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts, idempotency_key)
-             VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
-             ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-             RETURNING {JOB_COLUMNS}"
-        );
-        let stmt = client.prepare_cached(&sql).await?;
-        let rows = client.query(&stmt, &insert_params(job)).await?;
+        let stmt = client.prepare_cached(&insert_sql()).await?;
+        let rows = client.query(&stmt, &insert_params(job).all()).await?;
         if let Some(row) = rows.first() {
             return Ok((Job::from_row(row)?, true));
         }
-        // Conflict on the idempotency key: DO NOTHING waited for the other
-        // transaction, so the row is visible now.
-        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE idempotency_key = $1");
-        let row = client
-            .query_opt(&sql, &[&job.idempotency_key])
-            .await?
-            .ok_or_else(|| {
-                QueueError::Conflict(
-                    "idempotency key was used by a job that no longer exists".into(),
-                )
-            })?;
-        let existing = Job::from_row(&row)?;
-        if existing.kind != job.kind
-            || existing.queue != job.queue
-            || existing.payload != job.payload
-        {
-            return Err(QueueError::Conflict(
-                "idempotency key already used for a different job".into(),
-            ));
-        }
-        Ok((existing, false))
+        resolve_conflict(&**client, job).await
     }
+}
+
+/// Enqueues `job` through `client`: a transaction of yours
+/// (`tokio_postgres::Transaction`, or `&*tx` for a deadpool one), so the job
+/// exists exactly when your own writes commit, or a plain client. The
+/// insert trigger's NOTIFY is delivered at commit, so workers wake then.
+pub async fn enqueue_tx<C: GenericClient + Sync>(
+    client: &C,
+    job: &NewJob,
+) -> Result<(Job, bool), QueueError> {
+    job.validate().map_err(QueueError::Invalid)?;
+    let rows = client
+        .query(&insert_sql(), &insert_params(job).all())
+        .await?;
+    if let Some(row) = rows.first() {
+        return Ok((Job::from_row(row)?, true));
+    }
+    resolve_conflict(client, job).await
+}
+
+/// The insert met a live key: return that job, or release an expired key
+/// and insert again. Bounded: a key contended by other enqueues that keep
+/// winning ends in `Conflict`.
+async fn resolve_conflict<C: GenericClient + Sync>(
+    client: &C,
+    job: &NewJob,
+) -> Result<(Job, bool), QueueError> {
+    let live = format!(
+        "SELECT {JOB_COLUMNS}, unique_until <= now() FROM jobs
+         WHERE idempotency_key = $1 AND {UNIQUE_KEY_PREDICATE}"
+    );
+    for _ in 0..5 {
+        // DO NOTHING waited for the other transaction, so its row is
+        // visible now (READ COMMITTED: a new snapshot per statement).
+        if let Some(row) = client.query_opt(&live, &[&job.idempotency_key]).await? {
+            let expired: Option<bool> = row.try_get(JOB_COLUMNS.split(',').count())?;
+            let existing = Job::from_row(&row)?;
+            if expired != Some(true) {
+                if existing.kind != job.kind
+                    || existing.queue != job.queue
+                    || existing.payload != job.payload
+                {
+                    return Err(QueueError::Conflict(
+                        "idempotency_key: already used for a different job".into(),
+                    ));
+                }
+                return Ok((existing, false));
+            }
+            client
+                .execute(
+                    "UPDATE jobs SET unique_states = '{}' WHERE id = $1 AND unique_until <= now()",
+                    &[&existing.id],
+                )
+                .await?;
+        }
+        let rows = client
+            .query(&insert_sql(), &insert_params(job).all())
+            .await?;
+        if let Some(row) = rows.first() {
+            return Ok((Job::from_row(row)?, true));
+        }
+    }
+    Err(QueueError::Conflict(
+        "idempotency_key: contended by concurrent enqueues; retry".into(),
+    ))
 }

@@ -9,7 +9,7 @@ use tokio_postgres::types::Type;
 
 use crate::job::NewJob;
 
-use super::{insert_params, Queue, QueueError};
+use super::{Queue, QueueError};
 
 impl Queue {
     /// Enqueues many jobs in one transaction; returns their ids in input
@@ -25,34 +25,27 @@ impl Queue {
         }
         let mut client = self.pool.get().await?;
         if jobs.iter().any(|j| j.idempotency_key.is_some()) {
-            // Rare path: one statement per job, still one transaction.
+            // Rare path: one job at a time (the idempotency rules of
+            // `enqueue.rs`), still one transaction.
             let tx = client.transaction().await?;
-            let stmt = tx
-                .prepare_cached(
-                    "WITH ins AS (
-                        INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts, idempotency_key)
-                        VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7)
-                        ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-                        RETURNING id)
-                     SELECT id FROM ins
-                     UNION ALL
-                     SELECT id FROM jobs WHERE idempotency_key = $7 AND NOT EXISTS (SELECT 1 FROM ins)",
-                )
-                .await?;
             let mut ids = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                let row = tx.query_one(&stmt, &insert_params(job)).await?;
-                ids.push(row.get(0));
+            for (i, job) in jobs.iter().enumerate() {
+                let (found, _) = super::enqueue_tx(&*tx, job).await.map_err(|e| match e {
+                    QueueError::Conflict(m) => QueueError::Conflict(format!("jobs[{i}].{m}")),
+                    other => other,
+                })?;
+                ids.push(found.id);
             }
             tx.commit().await?;
             return Ok(ids);
         }
         let stmt = client
             .prepare_typed_cached(
-                "INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts)
-                 SELECT q, k, p, pr, COALESCE(ra, now()), ma
-                 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::int[])
-                      AS t(q, k, p, pr, ra, ma)
+                "INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts, group_key, timeout_seconds)
+                 SELECT q, k, p, pr, COALESCE(ra, now()), ma, g, ts
+                 FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int[], $5::timestamptz[], $6::int[],
+                             $7::text[], $8::int[])
+                      AS t(q, k, p, pr, ra, ma, g, ts)
                  RETURNING id",
                 &[
                     Type::TEXT_ARRAY,
@@ -60,6 +53,8 @@ impl Queue {
                     Type::JSONB_ARRAY,
                     Type::INT4_ARRAY,
                     Type::TIMESTAMPTZ_ARRAY,
+                    Type::INT4_ARRAY,
+                    Type::TEXT_ARRAY,
                     Type::INT4_ARRAY,
                 ],
             )
@@ -70,6 +65,8 @@ impl Queue {
         let priorities: Vec<i32> = jobs.iter().map(|j| j.priority).collect();
         let run_ats: Vec<Option<DateTime<Utc>>> = jobs.iter().map(|j| j.run_at).collect();
         let max_attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
+        let groups: Vec<Option<&str>> = jobs.iter().map(|j| j.group.as_deref()).collect();
+        let timeouts: Vec<Option<i32>> = jobs.iter().map(|j| j.timeout_seconds).collect();
         // A single statement is atomic: no explicit transaction needed.
         let rows = client
             .query(
@@ -81,6 +78,8 @@ impl Queue {
                     &priorities,
                     &run_ats,
                     &max_attempts,
+                    &groups,
+                    &timeouts,
                 ],
             )
             .await?;

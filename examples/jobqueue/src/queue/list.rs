@@ -13,6 +13,7 @@ impl Queue {
              WHERE ($1::text IS NULL OR status = $1)
                AND ($2::text IS NULL OR queue = $2)
                AND ($3::bigint IS NULL OR id < $3)
+               AND ($5::text IS NULL OR kind = $5)
              ORDER BY id DESC LIMIT $4"
         );
         let stmt = client.prepare_cached(&sql).await?;
@@ -20,7 +21,13 @@ impl Queue {
         let rows = client
             .query(
                 &stmt,
-                &[&status, &filter.queue, &filter.before, &filter.limit],
+                &[
+                    &status,
+                    &filter.queue,
+                    &filter.before,
+                    &filter.limit,
+                    &filter.kind,
+                ],
             )
             .await?;
         rows.iter()

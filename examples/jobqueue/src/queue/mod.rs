@@ -7,9 +7,12 @@
 //! | `enqueue.rs`, `enqueue_batch.rs` | insert (idempotency keys) | API, library |
 //! | `get.rs`, `list.rs`, `stats.rs` | read | API, reaper (depth) |
 //! | `cancel.rs`, `retry.rs` | admin transitions | API |
+//! | `pause.rs` | pause / resume a queue | API |
 //! | `claim.rs` | lease due jobs (`SKIP LOCKED`) | worker fetcher |
+//! | `claim_grouped.rs` | lease due grouped jobs within each group's limit, groups in turn | worker group fetcher |
 //! | `claim_and_complete.rs` | store finished jobs and lease new ones in one statement | worker fetcher |
-//! | `complete.rs`, `fail.rs` | fenced outcomes, batched | worker completer |
+//! | `complete.rs`, `complete_with_output.rs`, `fail.rs` | fenced outcomes, batched | worker completer |
+//! | `set_progress.rs` | fenced progress report | handlers (`JobContext::set_progress`) |
 //! | `extend.rs` | fenced lease renewal | worker lease keeper |
 //! | `release.rs` | fenced hand-back | worker drain |
 //! | `reap_expired.rs`, `delete_finished.rs` | maintenance | reaper |
@@ -24,18 +27,24 @@
 mod cancel;
 mod claim;
 mod claim_and_complete;
+mod claim_grouped;
 pub use claim_and_complete::POSITIONAL_FENCE_MAX;
+pub use claim_grouped::{GroupedClaim, GROUP_LOCK_CLASS};
 mod complete;
+mod complete_with_output;
 mod delete_finished;
 mod enqueue;
+pub use enqueue::enqueue_tx;
 mod enqueue_batch;
 mod extend;
 mod fail;
 mod get;
 mod list;
+mod pause;
 mod reap_expired;
 mod release;
 mod retry;
+mod set_progress;
 mod stats;
 
 use std::time::Duration;
@@ -108,6 +117,10 @@ pub struct ClaimedJob {
     pub max_attempts: i32,
     pub priority: i32,
     pub run_at: DateTime<Utc>,
+    /// Abort the handler after this many seconds.
+    pub timeout_seconds: Option<i32>,
+    /// Set for jobs claimed by the grouped claim.
+    pub group: Option<String>,
     pub lease_token: i64,
 }
 
@@ -128,6 +141,7 @@ pub struct Failure {
 pub struct ListFilter {
     pub status: Option<Status>,
     pub queue: Option<String>,
+    pub kind: Option<String>,
     pub limit: i64,
     /// Only jobs with `id < before` (newest first paging).
     pub before: Option<i64>,
@@ -140,12 +154,23 @@ pub struct QueueStats {
     /// Jobs waiting to run (`queued`, due or not).
     pub depth: i64,
     pub counts: std::collections::BTreeMap<String, i64>,
+    /// Workers do not claim from it (`POST /api/v1/queues/{queue}/pause`).
+    pub paused: bool,
+    /// Jobs that finished (succeeded, dead or cancelled) in the last minute.
+    pub finished_last_minute: i64,
 }
 
 /// Handle to the job store. Cheap to clone.
 #[derive(Clone)]
 pub struct Queue {
     pool: Pool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's settings hold the database URL (and its password).
+        f.debug_struct("Queue").finish_non_exhaustive()
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -164,14 +189,36 @@ impl Queue {
 
 /// The parameters of both INSERT statements (single and batch enqueue), in
 /// the column order their SQL lists: one place to keep them in step.
-fn insert_params(job: &NewJob) -> [&(dyn ToSql + Sync); 7] {
-    [
-        &job.queue,
-        &job.kind,
-        &job.payload,
-        &job.priority,
-        &job.run_at,
-        &job.max_attempts,
-        &job.idempotency_key,
-    ]
+fn insert_params(job: &NewJob) -> InsertParams<'_> {
+    InsertParams {
+        job,
+        unique_states: job.unique_states(),
+        unique_for: job.unique_for_seconds.map(f64::from),
+    }
+}
+
+/// Owns the derived values the statement needs next to `job`'s fields.
+struct InsertParams<'a> {
+    job: &'a NewJob,
+    unique_states: Option<Vec<&'static str>>,
+    unique_for: Option<f64>,
+}
+
+impl<'a> InsertParams<'a> {
+    fn all(&'a self) -> [&'a (dyn ToSql + Sync); 11] {
+        let j = self.job;
+        [
+            &j.queue,
+            &j.kind,
+            &j.payload,
+            &j.priority,
+            &j.run_at,
+            &j.max_attempts,
+            &j.idempotency_key,
+            &j.group,
+            &j.timeout_seconds,
+            &self.unique_states,
+            &self.unique_for,
+        ]
+    }
 }

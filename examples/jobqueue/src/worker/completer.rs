@@ -95,7 +95,9 @@ impl Outbox {
         let mut taken = Vec::new();
         let mut kept = Vec::new();
         for o in items.drain(..) {
-            if o.result.is_ok() && taken.len() < max {
+            // Outputs are stored by the completer (`complete_with_output`):
+            // the fetcher's combined statement stays narrow.
+            if o.result.is_ok() && o.output.is_none() && taken.len() < max {
                 taken.push(o);
             } else {
                 kept.push(o);
@@ -179,11 +181,13 @@ impl Completer {
     async fn write(&self, batch: Vec<Outcome>) {
         let opts = &self.opts;
         let mut done = Vec::new();
+        let mut with_output = Vec::new();
         let mut failures = Vec::new();
         for o in &batch {
-            match &o.result {
-                Ok(()) => done.push((o.id, o.token)),
-                Err(e) => failures.push(Failure {
+            match (&o.result, &o.output) {
+                (Ok(()), None) => done.push((o.id, o.token)),
+                (Ok(()), Some(out)) => with_output.push((o.id, o.token, out)),
+                (Err(e), _) => failures.push(Failure {
                     id: o.id,
                     lease_token: o.token,
                     error: truncate(&e.message, 2000),
@@ -195,7 +199,8 @@ impl Completer {
         let mut wait = Duration::from_millis(50);
         let (completed, failed) = loop {
             let r = async {
-                let c = self.queue.complete(&done).await?;
+                let mut c = self.queue.complete(&done).await?;
+                c.extend(self.queue.complete_with_output(&with_output).await?);
                 let f = self.queue.fail(&failures).await?;
                 Ok::<_, crate::QueueError>((c, f))
             }

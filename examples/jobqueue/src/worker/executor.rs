@@ -17,7 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::handler::{JobContext, JobError, JobResult, Registry};
 use crate::metrics::Metrics;
-use crate::queue::ClaimedJob;
+use crate::queue::{ClaimedJob, Queue};
 
 use super::completer::Outbox;
 use super::ledger::{Held, HeldState, Ledger, RunningGuard};
@@ -30,6 +30,8 @@ pub(crate) struct Outcome {
     pub kind: String,
     pub attempt: i32,
     pub result: JobResult,
+    /// What the handler set with `JobContext::set_output` (successes only).
+    pub output: Option<serde_json::Value>,
     /// Frees the slot when the outcome is stored (dropped).
     pub permit: OwnedSemaphorePermit,
 }
@@ -41,6 +43,8 @@ pub(crate) struct Executor {
     pub outbox: Arc<Outbox>,
     pub metrics: Arc<Metrics>,
     pub worker_id: Arc<str>,
+    /// For handlers' progress reports.
+    pub queue: Queue,
 }
 
 impl Executor {
@@ -78,24 +82,27 @@ impl Executor {
         let ledger = self.ledger.clone();
         let outbox = self.outbox.clone();
         let metrics = self.metrics.clone();
-        let ctx = JobContext {
-            id: job.id,
-            queue: job.queue.clone(),
-            kind: job.kind.clone(),
-            payload: job.payload,
-            attempt: job.attempt,
-            max_attempts: job.max_attempts,
-        };
+        let ctx = JobContext::for_claim(&job, self.queue.clone());
+        let timeout = job.timeout_seconds;
         let task = tokio::spawn(async move {
             let _running = RunningGuard(ledger.clone());
             let started = Instant::now();
-            let result = match handler {
-                Some(h) => h.run(ctx).await,
-                None => Err(JobError::retry(format!(
+            let result = match (handler, timeout) {
+                (Some(h), None) => h.run(ctx.clone()).await,
+                // The handler's future is dropped at the deadline: it stops
+                // at its next await (as on lease loss or shutdown).
+                (Some(h), Some(secs)) => tokio::time::timeout(
+                    std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(1)),
+                    h.run(ctx.clone()),
+                )
+                .await
+                .unwrap_or_else(|_| Err(JobError::timeout(secs))),
+                (None, _) => Err(JobError::retry(format!(
                     "no handler registered for kind {:?}",
                     job.kind
                 ))),
             };
+            let output = if result.is_ok() { ctx.output() } else { None };
             metrics
                 .job_duration_seconds
                 .observe(&[&job.queue, &job.kind], started.elapsed());
@@ -115,6 +122,7 @@ impl Executor {
                         kind: job.kind,
                         attempt: job.attempt,
                         result,
+                        output,
                         permit,
                     });
                 }

@@ -13,22 +13,39 @@ use tokio::sync::Notify;
 
 use crate::shutdown::Shutdown;
 
-pub(crate) async fn run(url: String, queues: Vec<String>, wake: Arc<Notify>, mut stop: Shutdown) {
+/// `wakes`: the lanes' fetchers; `group_wakes`: their group fetchers,
+/// also woken by payload `group` (a grouped job left `running`).
+pub(crate) async fn run(
+    url: String,
+    queues: Vec<String>,
+    wakes: Vec<Arc<Notify>>,
+    group_wakes: Vec<Arc<Notify>>,
+    mut stop: Shutdown,
+) {
+    let wake_all = || {
+        for w in wakes.iter().chain(&group_wakes) {
+            w.notify_one();
+        }
+    };
     let mut backoff = Duration::from_millis(200);
     loop {
         match crate::db::connect_with_notifications(&url).await {
             Ok((client, mut rx)) => match client.batch_execute("LISTEN jobqueue").await {
                 Ok(()) => {
                     backoff = Duration::from_millis(200);
-                    wake.notify_one(); // we may have missed some while away
+                    wake_all(); // we may have missed some while away
                     loop {
                         tokio::select! {
                             _ = stop.wait() => return,
                             n = rx.recv() => match n {
                                 // Empty payload = any queue (the insert trigger).
                                 Some(n) => {
-                                    if n.payload().is_empty() || queues.iter().any(|q| q == n.payload()) {
-                                        wake.notify_one();
+                                    if n.payload() == "group" {
+                                        for w in &group_wakes {
+                                            w.notify_one();
+                                        }
+                                    } else if n.payload().is_empty() || queues.iter().any(|q| q == n.payload()) {
+                                        wake_all();
                                     }
                                 }
                                 None => break,

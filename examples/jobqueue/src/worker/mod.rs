@@ -7,12 +7,20 @@
 //!
 //! | file | role |
 //! |---|---|
+//! | `group_fetcher.rs` | claims grouped jobs within each group's limit, groups in turn |
 //! | `fetcher.rs` | when and how many to claim (adaptive batch, prefetch while jobs run, linger, sleep until NOTIFY/poll); stores finished jobs with its next claim; heartbeat |
 //! | `executor.rs` | one task per job: runs the handler, reports the outcome once |
 //! | `completer.rs` | stores outcomes in adaptive batches, then frees their slots |
 //! | `lease_keeper.rs` | renews held leases; aborts handlers whose lease is gone |
 //! | `listener.rs` | LISTEN connection that wakes the fetcher |
 //! | `ledger.rs` | the held jobs and their states, shared by all roles |
+//!
+//! A *lane* is one set of slots with its own fetcher, group fetcher,
+//! outbox and completer: the queues of `WORKER_QUEUES` without a
+//! concurrency share one lane of `WORKER_CONCURRENCY` slots, and each
+//! `queue:N` entry gets a lane of N slots, so a flood in one queue never
+//! takes the slots of another. The ledger, lease keeper and LISTEN
+//! connection are shared by all lanes.
 //!
 //! The one invariant they share: a slot (one of `concurrency` semaphore
 //! permits) is taken before a job is claimed and given back only once its
@@ -26,6 +34,7 @@
 mod completer;
 mod executor;
 mod fetcher;
+mod group_fetcher;
 mod lease_keeper;
 mod ledger;
 mod listener;
@@ -46,6 +55,7 @@ use crate::shutdown::Shutdown;
 use completer::{Completer, Outbox};
 use executor::Executor;
 use fetcher::{Fetcher, Heartbeat};
+use group_fetcher::GroupFetcher;
 use ledger::{HeldState, Ledger};
 
 /// The largest batch the fetcher picks by itself (a claim of 512 rows takes
@@ -64,7 +74,13 @@ pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
 /// vars too: [`crate::config::WorkerConfig`] reads them from here.
 #[derive(Debug, Clone)]
 pub struct WorkerOptions {
+    /// Queues sharing `concurrency` slots.
     pub queues: Vec<String>,
+    /// Queues with slots of their own (`WORKER_QUEUES=mail:5`).
+    pub queue_concurrency: Vec<(String, usize)>,
+    /// Jobs of one group running at once, across all workers
+    /// (`WORKER_GROUP_CONCURRENCY`).
+    pub group_concurrency: usize,
     /// Jobs run at the same time (and the most a worker ever holds).
     pub concurrency: usize,
     /// The smallest claim batch (`WORKER_BATCH_SIZE`). The fetcher claims
@@ -85,6 +101,8 @@ impl Default for WorkerOptions {
     fn default() -> Self {
         WorkerOptions {
             queues: vec!["default".into()],
+            queue_concurrency: Vec::new(),
+            group_concurrency: 1,
             concurrency: 20,
             batch_size: 10,
             poll_interval: Duration::from_secs(1),
@@ -166,42 +184,115 @@ impl Worker {
         self.queue.clone()
     }
 
+    /// Every queue this worker claims from.
+    fn all_queues(&self) -> Vec<String> {
+        let mut all = self.options.queues.clone();
+        all.extend(
+            self.options
+                .queue_concurrency
+                .iter()
+                .map(|(q, _)| q.clone()),
+        );
+        all
+    }
+
     /// Runs until `shutdown` fires and held jobs are finished or handed back.
     pub async fn run(self, shutdown: Shutdown) -> Result<()> {
         let mut opts = self.options.clone();
         opts.concurrency = opts.concurrency.max(1);
-        let batch = claim_batch(opts.concurrency, opts.batch_size);
+        opts.group_concurrency = opts.group_concurrency.max(1);
         let opts = Arc::new(opts);
+        // (queues, slots) per lane; see the module docs.
+        let mut plan: Vec<(Vec<String>, usize)> = Vec::new();
+        if !opts.queues.is_empty() {
+            plan.push((opts.queues.clone(), opts.concurrency));
+        }
+        for (q, n) in &opts.queue_concurrency {
+            plan.push((vec![q.clone()], (*n).max(1)));
+        }
         tracing::info!(
             worker_id = %opts.worker_id,
-            queues = ?opts.queues,
-            concurrency = opts.concurrency,
-            batch,
+            lanes = ?plan,
+            group_concurrency = opts.group_concurrency,
             kinds = ?self.registry.kinds(),
             "worker starting"
         );
         let ledger = Ledger::default();
-        let wake = Arc::new(Notify::new());
         let (stop_tx, stop) = Shutdown::manual(); // stops the helper tasks at the very end
-        let outbox = Arc::new(Outbox::default());
-
+        let mut wakes = Vec::new();
+        let mut group_wakes = Vec::new();
+        let mut completers = Vec::new();
+        let mut fetchers = tokio::task::JoinSet::new();
+        for (i, (queues, concurrency)) in plan.into_iter().enumerate() {
+            let batch = claim_batch(concurrency, opts.batch_size);
+            let lane = Arc::new(WorkerOptions {
+                queues,
+                concurrency,
+                ..(*opts).clone()
+            });
+            let outbox = Arc::new(Outbox::default());
+            let wake = Arc::new(Notify::new());
+            let group_wake = Arc::new(Notify::new());
+            wakes.push(wake.clone());
+            group_wakes.push(group_wake.clone());
+            completers.push(tokio::spawn(
+                Completer {
+                    queue: self.queue.clone(),
+                    ledger: ledger.clone(),
+                    metrics: self.metrics.clone(),
+                    opts: lane.clone(),
+                    outbox: outbox.clone(),
+                    flush_size: batch,
+                }
+                .run(stop.clone()),
+            ));
+            let executor = Executor {
+                registry: self.registry.clone(),
+                ledger: ledger.clone(),
+                outbox: outbox.clone(),
+                metrics: self.metrics.clone(),
+                worker_id: Arc::from(opts.worker_id.as_str()),
+                queue: self.queue.clone(),
+            };
+            let slots = Arc::new(Semaphore::new(concurrency));
+            fetchers.spawn(
+                GroupFetcher {
+                    queue: self.queue.clone(),
+                    opts: lane.clone(),
+                    executor: executor.clone(),
+                    slots: slots.clone(),
+                    wake: group_wake,
+                    batch,
+                }
+                .run(shutdown.clone()),
+            );
+            let fetcher = Fetcher {
+                queue: self.claims.clone(),
+                queue_custom: self.queue.clone(),
+                opts: lane.clone(),
+                executor,
+                slots,
+                wake,
+                ready: self.ready.clone(),
+                // One lane proves the worker is alive.
+                heartbeat: Heartbeat::new(if i == 0 {
+                    opts.heartbeat_file.clone()
+                } else {
+                    None
+                }),
+                outbox,
+                metrics: self.metrics.clone(),
+                batch,
+            };
+            fetchers.spawn(fetcher.run(shutdown.clone()));
+        }
         let listener = tokio::spawn(listener::run(
             self.database_url.clone(),
-            opts.queues.clone(),
-            wake.clone(),
+            self.all_queues(),
+            wakes,
+            group_wakes,
             stop.clone(),
         ));
-        let completer = tokio::spawn(
-            Completer {
-                queue: self.queue.clone(),
-                ledger: ledger.clone(),
-                metrics: self.metrics.clone(),
-                opts: opts.clone(),
-                outbox: outbox.clone(),
-                flush_size: batch,
-            }
-            .run(stop.clone()),
-        );
         let keeper = tokio::spawn(lease_keeper::run(
             self.queue.clone(),
             ledger.clone(),
@@ -209,35 +300,18 @@ impl Worker {
             opts.clone(),
             stop.clone(),
         ));
-        let fetcher = Fetcher {
-            queue: self.claims.clone(),
-            queue_custom: self.queue.clone(),
-            opts: opts.clone(),
-            executor: Executor {
-                registry: self.registry.clone(),
-                ledger: ledger.clone(),
-                outbox: outbox.clone(),
-                metrics: self.metrics.clone(),
-                worker_id: Arc::from(opts.worker_id.as_str()),
-            },
-            slots: Arc::new(Semaphore::new(opts.concurrency)),
-            wake,
-            ready: self.ready.clone(),
-            heartbeat: Heartbeat::new(opts.heartbeat_file.clone()),
-            outbox: outbox.clone(),
-            metrics: self.metrics.clone(),
-            batch,
-        };
-        fetcher.run(shutdown).await;
+        while fetchers.join_next().await.is_some() {}
         self.ready.store(false, Ordering::SeqCst);
         self.drain(&ledger, &opts).await;
-        // The completer stores what is left, then stops; then the helpers.
+        // The completers store what is left, then stop; then the helpers.
         let _ = stop_tx.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), completer)
-            .await
-            .is_err()
-        {
-            tracing::warn!("storing the last outcomes timed out; their leases will expire and the reaper re-queues them");
+        for completer in completers {
+            if tokio::time::timeout(Duration::from_secs(10), completer)
+                .await
+                .is_err()
+            {
+                tracing::warn!("storing the last outcomes timed out; their leases will expire and the reaper re-queues them");
+            }
         }
         let _ = keeper.await;
         listener.abort();

@@ -1,0 +1,211 @@
+//! Claim grouped jobs: at most `group_limit` jobs of one group run at a
+//! time across every worker, and the groups of a queue take turns.
+//!
+//! Why a transaction of three statements instead of one: a limit that
+//! holds across workers needs the count of a group's running jobs to be
+//! current when the claim is decided. In one statement, the count comes
+//! from the snapshot taken when the statement started, so two workers
+//! could both see "0 running" and both start one. Here:
+//! 1. find candidate groups (due jobs in our queues), in name order
+//!    starting after `after` (the last group this worker served), so the
+//!    groups take turns;
+//! 2. lock them with `pg_try_advisory_xact_lock` (a group another worker
+//!    is claiming right now is skipped, not waited for);
+//! 3. claim — a new statement, so a new snapshot taken *after* the locks:
+//!    every earlier claim of those groups has committed and is counted.
+//!    Each group gets at most `group_limit - running` jobs, one per group
+//!    first (round robin), within `limit`.
+//!
+//! The locks end with the transaction. Jobs leave `running` without any
+//! lock (completion, failure, reaper): that only frees places, and the
+//! `jobs_notify_group` trigger (migration 3) wakes the workers waiting
+//! for one.
+
+use std::time::Duration;
+
+use tokio_postgres::types::Type;
+
+use super::{millis, ClaimedJob, Queue, QueueError};
+
+/// First key of the advisory locks on groups ("jq" + "gr"); the second is
+/// `hashtext(group)`. Two-key locks never collide with the one-key
+/// migration and reaper locks.
+pub const GROUP_LOCK_CLASS: i32 = 0x6a71_6772;
+
+const CANDIDATES: &str = "
+WITH RECURSIVE g(k) AS (
+    SELECT (SELECT group_key FROM jobs
+            WHERE status = 'queued' AND group_key IS NOT NULL AND group_key > $2
+              AND queue = ANY($1) AND run_at <= now()
+              AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
+            ORDER BY group_key LIMIT 1)
+    UNION ALL
+    SELECT (SELECT group_key FROM jobs
+            WHERE status = 'queued' AND group_key IS NOT NULL AND group_key > g.k
+              AND queue = ANY($1) AND run_at <= now()
+              AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
+            ORDER BY group_key LIMIT 1)
+    FROM g WHERE g.k IS NOT NULL)
+SELECT k FROM g WHERE k IS NOT NULL LIMIT $3";
+
+const LOCK: &str = "
+SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, ord)
+WHERE pg_try_advisory_xact_lock($2, hashtext(k))
+ORDER BY ord";
+
+const CLAIM: &str = "
+WITH grp AS (
+    SELECT u.k, u.ord,
+           $3::int - (SELECT count(*) FROM jobs r
+                      WHERE r.status = 'running' AND r.group_key = u.k)::int AS free
+    FROM unnest($1::text[]) WITH ORDINALITY AS u(k, ord)),
+picked AS (
+    SELECT p.id, grp.ord,
+           row_number() OVER (PARTITION BY grp.k ORDER BY p.priority DESC, p.run_at, p.id) AS rn
+    FROM grp CROSS JOIN LATERAL (
+        SELECT j.id, j.priority, j.run_at FROM jobs j
+        WHERE j.status = 'queued' AND j.group_key = grp.k AND j.queue = ANY($2)
+          AND j.run_at <= now()
+          AND j.queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
+        ORDER BY j.priority DESC, j.run_at, j.id
+        LIMIT greatest(grp.free, 0)
+        FOR UPDATE SKIP LOCKED) p),
+chosen AS (SELECT id FROM picked ORDER BY rn, ord LIMIT $4)
+UPDATE jobs AS j
+SET status = 'running', attempts = j.attempts + 1, lease_token = $5,
+    lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now(),
+    started_at = now()
+WHERE j.id IN (SELECT id FROM chosen)
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at,
+          j.timeout_seconds, j.group_key";
+
+/// What one grouped claim got.
+#[derive(Debug, Default)]
+pub struct GroupedClaim {
+    pub jobs: Vec<ClaimedJob>,
+    /// The last group that got a job: the next claim starts after it.
+    pub last_group: Option<String>,
+    /// Groups with due jobs were found (some may be at their limit).
+    pub found_groups: bool,
+}
+
+impl Queue {
+    /// Claims up to `limit` grouped jobs from `queues` (see the module
+    /// docs); `after` is the last group served by this caller ("" at
+    /// first).
+    pub async fn claim_grouped(
+        &self,
+        queues: &[String],
+        limit: usize,
+        group_limit: usize,
+        after: &str,
+        lease: Duration,
+        worker_id: &str,
+    ) -> Result<GroupedClaim, QueueError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let wanted = i64::try_from(limit).unwrap_or(i64::MAX);
+        let candidates = tx
+            .prepare_typed_cached(CANDIDATES, &[Type::TEXT_ARRAY, Type::TEXT, Type::INT8])
+            .await?;
+        let mut groups: Vec<String> = tx
+            .query(&candidates, &[&queues, &after, &wanted])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if (groups.len() as i64) < wanted && !after.is_empty() {
+            // Wrap around: the groups up to and including `after`.
+            let more = tx.query(&candidates, &[&queues, &"", &wanted]).await?;
+            for r in more {
+                let g: String = r.get(0);
+                if g.as_str() > after || groups.len() as i64 >= wanted {
+                    break;
+                }
+                groups.push(g);
+            }
+        }
+        if groups.is_empty() {
+            tx.commit().await?;
+            return Ok(GroupedClaim::default());
+        }
+        let lock = tx
+            .prepare_typed_cached(LOCK, &[Type::TEXT_ARRAY, Type::INT4])
+            .await?;
+        let locked: Vec<String> = tx
+            .query(&lock, &[&groups, &GROUP_LOCK_CLASS])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if locked.is_empty() {
+            tx.commit().await?;
+            return Ok(GroupedClaim {
+                found_groups: true,
+                ..Default::default()
+            });
+        }
+        let token: i64 = rand::random();
+        let group_limit = i32::try_from(group_limit).unwrap_or(i32::MAX);
+        let claim = tx
+            .prepare_typed_cached(
+                CLAIM,
+                &[
+                    Type::TEXT_ARRAY,
+                    Type::TEXT_ARRAY,
+                    Type::INT4,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::FLOAT8,
+                    Type::TEXT,
+                ],
+            )
+            .await?;
+        let lease_ms = millis(lease) as f64;
+        let rows = tx
+            .query(
+                &claim,
+                &[
+                    &locked,
+                    &queues,
+                    &group_limit,
+                    &wanted,
+                    &token,
+                    &lease_ms,
+                    &worker_id,
+                ],
+            )
+            .await?;
+        tx.commit().await?;
+        let mut jobs = rows
+            .iter()
+            .map(|r| {
+                Ok(ClaimedJob {
+                    id: r.try_get(0)?,
+                    queue: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    payload: r.try_get(3)?,
+                    attempt: r.try_get(4)?,
+                    max_attempts: r.try_get(5)?,
+                    priority: r.try_get(6)?,
+                    run_at: r.try_get(7)?,
+                    timeout_seconds: r.try_get(8)?,
+                    group: r.try_get(9)?,
+                    lease_token: token,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        super::claim::sort_in_claim_order(&mut jobs);
+        // The last group (in turn order) that got a job.
+        let last_group = locked
+            .iter()
+            .rev()
+            .find(|g| jobs.iter().any(|j| j.group.as_deref() == Some(g.as_str())))
+            .cloned();
+        Ok(GroupedClaim {
+            jobs,
+            last_group,
+            found_groups: true,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! The group fetcher: claims grouped jobs (`NewJob::group`) beside the
+//! fetcher, on the same slots.
+//!
+//! Why its own role: the fetcher's claim is one statement tuned for
+//! throughput, and a limit per group across workers needs a locked count
+//! (`Queue::claim_grouped`, three statements in a transaction). Keeping
+//! them apart means a worker that never sees a grouped job pays nothing
+//! but an idle task: this one sleeps until a NOTIFY (an insert, or a
+//! grouped job leaving `running` anywhere), the poll interval or shutdown.
+//!
+//! Fairness: each claim starts after the last group this worker served
+//! and gives each group one job before any group gets a second, so a
+//! tenant with 10,000 queued jobs does not hold back one with 10.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+
+use crate::queue::Queue;
+use crate::shutdown::Shutdown;
+
+use super::executor::Executor;
+use super::WorkerOptions;
+
+pub(crate) struct GroupFetcher {
+    pub queue: Queue,
+    pub opts: Arc<WorkerOptions>,
+    pub executor: Executor,
+    pub slots: Arc<Semaphore>,
+    pub wake: Arc<Notify>,
+    /// Jobs per claim at most.
+    pub batch: usize,
+}
+
+impl GroupFetcher {
+    pub async fn run(self, mut shutdown: Shutdown) {
+        let mut cursor = String::new();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let mut permit = tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                p = self.slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let more = self
+                .slots
+                .available_permits()
+                .min(self.batch.saturating_sub(1));
+            if more > 0 {
+                if let Ok(p) = self
+                    .slots
+                    .clone()
+                    .try_acquire_many_owned(u32::try_from(more).unwrap_or(0))
+                {
+                    permit.merge(p);
+                }
+            }
+            let wanted = permit.num_permits();
+            let claimed = self
+                .queue
+                .claim_grouped(
+                    &self.opts.queues,
+                    wanted,
+                    self.opts.group_concurrency,
+                    &cursor,
+                    self.opts.lease_duration,
+                    &self.opts.worker_id,
+                )
+                .await;
+            let claim = match claimed {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    drop(permit);
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "claiming grouped jobs failed");
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            if let Some(last) = claim.last_group {
+                cursor = last;
+            }
+            let got = claim.jobs.len();
+            for job in claim.jobs {
+                // One slot per job; the rest go back when `permit` drops.
+                let one = if permit.num_permits() > 1 {
+                    permit.split(1)
+                } else {
+                    None
+                };
+                match one {
+                    Some(one) => self.executor.start(job, one),
+                    None => {
+                        self.executor.start(job, permit);
+                        break;
+                    }
+                }
+            }
+            if got == wanted && got > 0 {
+                continue; // more may be due
+            }
+            if got == 0 && !claim.found_groups {
+                cursor.clear();
+            }
+            // Drained, or every group with due jobs is at its limit: wait
+            // for a NOTIFY (a grouped job finished somewhere, or new jobs),
+            // the poll, or shutdown.
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.opts.poll_interval) => {}
+            }
+        }
+    }
+}
