@@ -106,6 +106,7 @@ berth demo is up ($READY_S s): job-queue API x$API_REPLICAS, workers x2, reaper 
   API (HAProxy over the API pods, following berth's readiness)  $A
   berth in API pod 0, 1, 2       $B  http://127.0.0.1:$((BERTH_PORT + 1))  http://127.0.0.1:$((BERTH_PORT + 2))
   berth status page (a browser)  $B/
+  jobqueue dashboard (a browser) $A/   (asks for the API key below once per tab)
   HAProxy stats                  http://127.0.0.1:$STATS_PORT/stats
   API key                        $API_KEY
   pods                           podman pod ps --filter name=$PREFIX   (source ~/.cache/berth-tools/env.sh first)

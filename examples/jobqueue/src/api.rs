@@ -253,6 +253,8 @@ pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
         .route("/api/v1/queues/{queue}/resume", post(resume_queue))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let ops = Router::new()
+        .route("/", get(crate::dashboard::page))
+        .route("/dashboard", get(crate::dashboard::page))
         .route("/healthz", get(crate::ops::healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler));

@@ -47,6 +47,7 @@
 
 pub mod api;
 pub mod config;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod handler;
