@@ -140,10 +140,25 @@ where
                 ApiError::BadRequest("could not read the request body".into())
             }
         })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a body; the error names the field it is about (`jobs[2].group:
+/// invalid type…`), because serde's own type errors do not.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.inner().to_string();
+        let field = path.rsplit(['.', '[']).next().unwrap_or("");
+        // Our own messages start with the field already ("priority: …").
+        if path == "." || path.is_empty() || inner.starts_with(&format!("{field}:")) {
+            ApiError::BadRequest(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::BadRequest(format!("{path}: {inner}"))
+        }
+    })
 }
 
 #[derive(Clone, Copy)]

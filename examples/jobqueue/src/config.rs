@@ -398,6 +398,16 @@ mod tests {
         assert_eq!(w.poll_interval, Duration::from_secs(1));
         assert_eq!(w.lease_duration, Duration::from_secs(300));
         assert_eq!(w.queues, vec!["default".to_string()]);
+        assert_eq!(w.group_concurrency, 1);
+        assert!(w.queue_concurrency.is_empty());
+        let lanes = parse_queue_list("default, mail:5,bulk:20,default").expect("valid");
+        assert_eq!(
+            lanes,
+            (
+                vec!["default".to_string()],
+                vec![("mail".to_string(), 5), ("bulk".to_string(), 20)]
+            )
+        );
         let r = ReaperConfig::from_env(&env).expect("valid");
         assert_eq!(r.interval, Duration::from_secs(60));
         let l = LogConfig::from_env(&env).expect("valid");
@@ -422,6 +432,12 @@ mod tests {
             ("WORKER_LEASE_DURATION_SECONDS", "NaN"),
             ("WORKER_QUEUES", " , "),
             ("WORKER_QUEUES", "bad queue!"),
+            ("WORKER_QUEUES", "mail:0"),
+            ("WORKER_QUEUES", "mail:x"),
+            ("WORKER_QUEUES", "mail:5,mail:2"),
+            ("WORKER_QUEUES", "mail,mail:2"),
+            ("WORKER_QUEUES", "a:b:3"),
+            ("WORKER_GROUP_CONCURRENCY", "0"),
             ("METRICS_LISTEN", "nowhere"),
         ];
         for (var, value) in cases {
