@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_schedules;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -55,6 +56,7 @@ pub mod ops;
 pub mod queue;
 pub mod ratelimit;
 pub mod reaper;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 pub mod worker;
