@@ -24,9 +24,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/api/v1/schedules", get(list_schedules))
         .route(
             "/api/v1/schedules/{name}",
-            get(get_schedule)
-                .put(put_schedule)
-                .delete(delete_schedule),
+            get(get_schedule).put(put_schedule).delete(delete_schedule),
         )
 }
 

@@ -175,9 +175,7 @@ impl CronSchedule {
                 ));
             }
         }
-        let cron = parser()
-            .parse(trimmed)
-            .map_err(|e| format!("cron: {e}"))?;
+        let cron = parser().parse(trimmed).map_err(|e| format!("cron: {e}"))?;
         let tz = parse_timezone(timezone)?;
         let parsed = CronSchedule { cron, tz };
         if parsed.next_after(Utc::now()).is_none() {
@@ -244,7 +242,9 @@ pub fn parse_request(name: &str, body: &Value) -> Result<(ScheduleSpec, CronSche
     let timezone = match body.get("timezone") {
         None | Some(Value::Null) => "UTC".to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err("timezone: must be a string (an IANA name like Europe/Paris)".into()),
+        Some(_) => {
+            return Err("timezone: must be a string (an IANA name like Europe/Paris)".into())
+        }
     };
     let compiled = CronSchedule::parse(&cron, &timezone)?;
     let job = match body.get("job") {
@@ -440,7 +440,11 @@ mod tests {
             ("*\0 * * * *", "UTC", "cron: must not contain the NUL"),
             ("*\t* * * *", "UTC", "cron: must not contain control"),
             (&long, "UTC", "cron: must be at most 256"),
-            ("* * * * *", "Mars/Olympus", "timezone: unknown time zone \"Mars/Olympus\""),
+            (
+                "* * * * *",
+                "Mars/Olympus",
+                "timezone: unknown time zone \"Mars/Olympus\"",
+            ),
             ("* * * * *", "", "timezone: unknown time zone"),
             ("* * * * *", "Europe/Paris\0", "timezone: unknown time zone"),
         ];
@@ -466,23 +470,36 @@ mod tests {
         let err = |name: &str, body: Value| parse_request(name, &body).expect_err("invalid");
         assert!(err("a:b", body.clone()).starts_with("name:"));
         assert!(err("", body.clone()).starts_with("name:"));
-        assert!(err("x", json!({"cron": "* * * * *", "job": {"kind": "n"}, "extra": 1}))
-            .starts_with("extra: unknown field"));
-        assert!(
-            err("x", json!({"cron": "* * * * *", "job": {"kind": "n", "run_at": "x"}}))
-                .starts_with("job.run_at: unknown field")
-        );
-        assert!(err("x", json!({"cron": "* * * * *", "job": {"kind": "n", "priority": 1e12}}))
-            .starts_with("job.priority:"));
-        assert!(err("x", json!({"cron": "* * * * *", "job": {"kind": "n", "max_attempts": 0}}))
-            .starts_with("job.max_attempts:"));
+        assert!(err(
+            "x",
+            json!({"cron": "* * * * *", "job": {"kind": "n"}, "extra": 1})
+        )
+        .starts_with("extra: unknown field"));
+        assert!(err(
+            "x",
+            json!({"cron": "* * * * *", "job": {"kind": "n", "run_at": "x"}})
+        )
+        .starts_with("job.run_at: unknown field"));
+        assert!(err(
+            "x",
+            json!({"cron": "* * * * *", "job": {"kind": "n", "priority": 1e12}})
+        )
+        .starts_with("job.priority:"));
+        assert!(err(
+            "x",
+            json!({"cron": "* * * * *", "job": {"kind": "n", "max_attempts": 0}})
+        )
+        .starts_with("job.max_attempts:"));
         assert!(err("x", json!({"cron": 5, "job": {"kind": "n"}})).starts_with("cron:"));
         assert!(err("x", json!([1])).starts_with("body:"));
     }
 
     #[test]
     fn idempotency_key_is_rfc3339_utc() {
-        let t = Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).single().expect("time");
+        let t = Utc
+            .with_ymd_and_hms(2026, 3, 29, 1, 0, 0)
+            .single()
+            .expect("time");
         assert_eq!(idempotency_key("n", t), "schedule:n:2026-03-29T01:00:00Z");
     }
 }

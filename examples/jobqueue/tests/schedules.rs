@@ -93,7 +93,8 @@ async fn schedule_api_routes() {
     );
 
     // Replace with the same cron: 200, next_fire_at kept; defaults applied.
-    let same = json!({"cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris", "job": {"kind": "report2"}});
+    let same =
+        json!({"cron": "0 9 * * MON-FRI", "timezone": "Europe/Paris", "job": {"kind": "report2"}});
     let (s, replaced) = call(&app, "PUT", "/api/v1/schedules/daily", body(&same), None).await;
     assert_eq!(s, StatusCode::OK, "{replaced}");
     assert_eq!(replaced["next_fire_at"], created["next_fire_at"]);
@@ -157,12 +158,24 @@ async fn schedule_hostile_input_is_400_naming_the_field() {
     let cases: Vec<(&str, String, &str)> = vec![
         // (name in the path, body, expected start of the message)
         ("n", format!(r#"{{"cron":"* * * *",{ok_job}}}"#), "cron:"),
-        ("n", format!(r#"{{"cron":"* * * * * * *",{ok_job}}}"#), "cron:"),
+        (
+            "n",
+            format!(r#"{{"cron":"* * * * * * *",{ok_job}}}"#),
+            "cron:",
+        ),
         ("n", format!(r#"{{"cron":"99 * * * *",{ok_job}}}"#), "cron:"),
-        ("n", format!(r#"{{"cron":"not a cron at all",{ok_job}}}"#), "cron:"),
+        (
+            "n",
+            format!(r#"{{"cron":"not a cron at all",{ok_job}}}"#),
+            "cron:",
+        ),
         ("n", format!(r#"{{"cron":"",{ok_job}}}"#), "cron:"),
         ("n", format!(r#"{{"cron":"0 0 30 2 *",{ok_job}}}"#), "cron:"),
-        ("n", format!(r#"{{"cron":"* * * * *\u0000",{ok_job}}}"#), "cron:"),
+        (
+            "n",
+            format!(r#"{{"cron":"* * * * *\u0000",{ok_job}}}"#),
+            "cron:",
+        ),
         ("n", format!(r#"{{"cron":5,{ok_job}}}"#), "cron:"),
         ("n", format!(r#"{{{ok_job}}}"#), "cron:"),
         ("n", long_cron, "cron:"),
@@ -185,28 +198,108 @@ async fn schedule_hostile_input_is_400_naming_the_field() {
         ("n", r#"{"cron":"* * * * *"}"#.into(), "job:"),
         ("n", r#"{"cron":"* * * * *","job":[]}"#.into(), "job:"),
         ("n", r#"{"cron":"* * * * *","job":{}}"#.into(), "job.kind:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":""}}"#.into(), "job.kind:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"a b"}}"#.into(), "job.kind:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x\u0000"}}"#.into(), "job.kind:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":1}}"#.into(), "job.kind:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","queue":"q q"}}"#.into(), "job.queue:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","queue":false}}"#.into(), "job.queue:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","priority":1e300}}"#.into(), "job.priority:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","priority":"high"}}"#.into(), "job.priority:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","max_attempts":0}}"#.into(), "job.max_attempts:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","max_attempts":99999999999}}"#.into(), "job.max_attempts:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","payload":{"a":"\u0000"}}}"#.into(), "job.payload.a:"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","payload":{"k\u0000":1}}}"#.into(), "job.payload (a key):"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","run_at":"2030-01-01T00:00:00Z"}}"#.into(), "job.run_at: unknown field"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x","idempotency_key":"k"}}"#.into(), "job.idempotency_key: unknown field"),
-        ("n", r#"{"cron":"* * * * *","job":{"kind":"x"},"every":"day"}"#.into(), "every: unknown field"),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":""}}"#.into(),
+            "job.kind:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"a b"}}"#.into(),
+            "job.kind:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x\u0000"}}"#.into(),
+            "job.kind:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":1}}"#.into(),
+            "job.kind:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","queue":"q q"}}"#.into(),
+            "job.queue:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","queue":false}}"#.into(),
+            "job.queue:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","priority":1e300}}"#.into(),
+            "job.priority:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","priority":"high"}}"#.into(),
+            "job.priority:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","max_attempts":0}}"#.into(),
+            "job.max_attempts:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","max_attempts":99999999999}}"#.into(),
+            "job.max_attempts:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","payload":{"a":"\u0000"}}}"#.into(),
+            "job.payload.a:",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","payload":{"k\u0000":1}}}"#.into(),
+            "job.payload (a key):",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","run_at":"2030-01-01T00:00:00Z"}}"#.into(),
+            "job.run_at: unknown field",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x","idempotency_key":"k"}}"#.into(),
+            "job.idempotency_key: unknown field",
+        ),
+        (
+            "n",
+            r#"{"cron":"* * * * *","job":{"kind":"x"},"every":"day"}"#.into(),
+            "every: unknown field",
+        ),
         ("n", r#"["cron"]"#.into(), "body:"),
-        ("n", "{\"cron\":\"* * * * *\u{0}\"}".into(), "invalid JSON body"),
+        (
+            "n",
+            "{\"cron\":\"* * * * *\u{0}\"}".into(),
+            "invalid JSON body",
+        ),
         ("n", "not json".into(), "invalid JSON body"),
-        ("a:b", format!(r#"{{"cron":"* * * * *",{ok_job}}}"#), "name:"),
-        ("a%20b", format!(r#"{{"cron":"* * * * *",{ok_job}}}"#), "name:"),
-        ("a%00b", format!(r#"{{"cron":"* * * * *",{ok_job}}}"#), "name:"),
-        ("%FF", format!(r#"{{"cron":"* * * * *",{ok_job}}}"#), "name:"),
+        (
+            "a:b",
+            format!(r#"{{"cron":"* * * * *",{ok_job}}}"#),
+            "name:",
+        ),
+        (
+            "a%20b",
+            format!(r#"{{"cron":"* * * * *",{ok_job}}}"#),
+            "name:",
+        ),
+        (
+            "a%00b",
+            format!(r#"{{"cron":"* * * * *",{ok_job}}}"#),
+            "name:",
+        ),
+        (
+            "%FF",
+            format!(r#"{{"cron":"* * * * *",{ok_job}}}"#),
+            "name:",
+        ),
         (
             "n".repeat(129).leak(),
             format!(r#"{{"cron":"* * * * *",{ok_job}}}"#),
@@ -219,7 +312,10 @@ async fn schedule_hostile_input_is_400_naming_the_field() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{name} {b:.200}: {v}");
         assert_eq!(v["error"]["code"], "bad_request", "{v}");
         let msg = v["error"]["message"].as_str().unwrap();
-        assert!(msg.starts_with(want), "{name} {b:.200}: {msg:.300} should start with {want}");
+        assert!(
+            msg.starts_with(want),
+            "{name} {b:.200}: {msg:.300} should start with {want}"
+        );
     }
     // Raw NUL and invalid UTF-8 bytes in the body.
     for raw in [
@@ -463,14 +559,28 @@ async fn exactly_once_with_three_reapers_and_a_kill9() {
         "no reaper took over after the kill"
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let successor = r.leader().unwrap();
+    assert_ne!(successor, leader);
     r.stop_all();
+    assert!(
+        r.log_has(leader, "schedule fired") && r.log_has(successor, "schedule fired"),
+        "both the killed leader and its successor fired"
+    );
+    for i in 0..r.logs.len() {
+        if i != leader && i != successor {
+            assert!(!r.log_has(i, "schedule fired"), "follower {i} fired");
+        }
+    }
 
     let (jobs, gaps) = check_exactly_once(&db, "tick");
     assert!(jobs.len() >= 6, "too few fires: {jobs:?}");
     // The takeover may cost a gap; one more is tolerated for a loop
     // iteration delayed past a whole second on a loaded machine (which
     // enqueues only the latest fire time, by design).
-    assert!(gaps.len() <= 2, "more than the takeover gap: {gaps:?} in {jobs:?}");
+    assert!(
+        gaps.len() <= 2,
+        "more than the takeover gap: {gaps:?} in {jobs:?}"
+    );
     // Every job was inserted by one "schedule fired" of some reaper (the
     // killed one may have lost its last log line to SIGKILL).
     let lines = r.fired_lines();
@@ -514,13 +624,15 @@ async fn catch_up_gives_one_job_for_the_latest_missed_fire_time() {
     let mut r = Reapers::new(&db);
     r.spawn();
     assert!(
-        eventually(Duration::from_secs(20), || !fired(&db, "minutely").is_empty()).await,
+        eventually(Duration::from_secs(20), || !fired(&db, "minutely")
+            .is_empty())
+        .await,
         "no catch-up job"
     );
     assert!(
-        eventually(Duration::from_secs(5), || db.sql(
-            "SELECT next_fire_at > now() FROM jobqueue_schedules"
-        ) == "t")
+        eventually(Duration::from_secs(5), || db
+            .sql("SELECT next_fire_at > now() FROM jobqueue_schedules")
+            == "t")
         .await
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -531,7 +643,10 @@ async fn catch_up_gives_one_job_for_the_latest_missed_fire_time() {
     assert_eq!(catch_up.len(), 1, "{jobs:?}");
     let at = catch_up[0].0;
     assert_eq!(at % 60, 0, "a minute boundary");
-    assert!(started - at < 60, "the latest missed minute: {at} vs {started}");
+    assert!(
+        started - at < 60,
+        "the latest missed minute: {at} vs {started}"
+    );
     // Later jobs only if a minute boundary passed during the test.
     assert!(jobs.len() <= 2, "{jobs:?}");
     let row = db.sql(&format!(
@@ -562,7 +677,9 @@ async fn restarts_never_enqueue_a_fire_time_twice() {
         r.spawn();
         let before = fired(&db, "tick").len();
         assert!(
-            eventually(Duration::from_secs(15), || fired(&db, "tick").len() >= before + 3).await,
+            eventually(Duration::from_secs(15), || fired(&db, "tick").len()
+                >= before + 3)
+            .await,
             "round {round}: the schedule did not fire"
         );
         r.stop_all();
@@ -570,6 +687,9 @@ async fn restarts_never_enqueue_a_fire_time_twice() {
         tokio::time::sleep(Duration::from_millis(2500)).await;
     }
     let (jobs, gaps) = check_exactly_once(&db, "tick");
-    assert!(gaps.len() <= 2, "one gap per downtime: {gaps:?} in {jobs:?}");
+    assert!(
+        gaps.len() <= 2,
+        "one gap per downtime: {gaps:?} in {jobs:?}"
+    );
     eprintln!("{} fire times, gaps {gaps:?}", jobs.len());
 }
