@@ -236,6 +236,7 @@ async fn fire_schedules(
     mut leading: tokio::sync::watch::Receiver<bool>,
     mut shutdown: Shutdown,
 ) {
+    let mut failures: u64 = 0;
     loop {
         if !*leading.borrow_and_update() {
             tokio::select! {
@@ -250,6 +251,7 @@ async fn fire_schedules(
         }
         let delay = match queue.fire_due_schedules().await {
             Ok(report) => {
+                failures = 0;
                 for f in &report.fired {
                     let Some(at) = f.fire_at else { continue };
                     if f.enqueued {
@@ -266,7 +268,12 @@ async fn fire_schedules(
                     .clamp(Duration::from_millis(10), SCHEDULE_TICK)
             }
             Err(e) => {
-                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "firing schedules failed");
+                // Every second while the database is down (or not migrated
+                // yet): log the first failure and then once a minute.
+                failures += 1;
+                if failures % 60 == 1 {
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), failures, "firing schedules failed");
+                }
                 SCHEDULE_TICK
             }
         };

@@ -693,3 +693,37 @@ async fn restarts_never_enqueue_a_fire_time_twice() {
     );
     eprintln!("{} fire times, gaps {gaps:?}", jobs.len());
 }
+
+/// Many leaders at once (as if leadership overlapped): concurrent
+/// `fire_due_schedules` calls enqueue each fire time once, and the one
+/// that enqueued it is the only one to report it.
+#[tokio::test]
+async fn concurrent_fire_calls_enqueue_each_fire_time_once() {
+    let db = Db::start().await;
+    put(
+        &db,
+        "tick",
+        json!({"cron": "* * * * * *", "job": {"kind": "noop"}}),
+    )
+    .await;
+    let queue = db.queue();
+    let mut reported = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let q = queue.clone();
+                tokio::spawn(async move { q.fire_due_schedules().await })
+            })
+            .collect();
+        for c in calls {
+            let report = c.await.unwrap().expect("fire_due_schedules");
+            reported += report.fired.iter().filter(|f| f.enqueued).count();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (jobs, gaps) = check_exactly_once(&db, "tick");
+    assert!(jobs.len() >= 2, "{jobs:?}");
+    assert_eq!(reported, jobs.len());
+    assert!(gaps.is_empty(), "{gaps:?}");
+}
