@@ -1,5 +1,5 @@
 //! The HTTP API (examples/jobqueue/README.md): submit, inspect, cancel and retry jobs, queue
-//! depths, plus `/healthz`, `/readyz` and `/metrics`.
+//! depths, cron schedules (`api_schedules.rs`), plus `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every error is `{"error":{"code","message"}}` with a client-safe message
 //! (database details are logged, not returned). Request bodies are parsed
@@ -266,6 +266,7 @@ pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
         .route("/api/v1/queues", get(queues))
         .route("/api/v1/queues/{queue}/pause", post(pause_queue))
         .route("/api/v1/queues/{queue}/resume", post(resume_queue))
+        .merge(crate::api_schedules::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_auth));
     let ops = Router::new()
         .route("/", get(crate::dashboard::page))

@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_schedules;
 pub mod config;
 pub mod dashboard;
 pub mod db;
@@ -58,6 +59,7 @@ pub mod ops;
 pub mod queue;
 pub mod ratelimit;
 pub mod reaper;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 pub mod testing;

@@ -168,6 +168,7 @@ pub struct Metrics {
     pub worker_jobs_released_total: CounterVec,
     pub reaper_jobs_requeued_total: CounterVec,
     pub reaper_jobs_deleted_total: CounterVec,
+    pub schedule_fired_total: CounterVec,
     pub job_duration_seconds: HistogramVec,
     pub job_start_delay_seconds: HistogramVec,
     pub http_request_duration_seconds: HistogramVec,
@@ -228,6 +229,11 @@ impl Default for Metrics {
                 "Finished jobs deleted after the retention period.",
                 &[],
             ),
+            schedule_fired_total: CounterVec::new(
+                "schedule_fired_total",
+                "Jobs enqueued by cron schedules (one per fire time).",
+                &["schedule"],
+            ),
             job_duration_seconds: HistogramVec::new(
                 "job_duration_seconds",
                 "Handler run time per attempt.",
@@ -280,6 +286,7 @@ impl Metrics {
             worker_jobs_released_total,
             reaper_jobs_requeued_total,
             reaper_jobs_deleted_total,
+            schedule_fired_total,
             job_duration_seconds,
             job_start_delay_seconds,
             http_request_duration_seconds,

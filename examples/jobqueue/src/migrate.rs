@@ -160,6 +160,28 @@ CREATE TABLE jobqueue_paused_queues (
 );
 "#,
     ),
+    (
+        4,
+        "schedules",
+        r#"
+-- Cron schedules (examples/jobqueue/README.md, "Schedules"). The reaper's
+-- leader locks due rows (next_fire_at <= now(), FOR UPDATE SKIP LOCKED),
+-- inserts the job for the latest due fire time and moves next_fire_at past
+-- now() in one transaction: each fire time is enqueued once.
+CREATE TABLE jobqueue_schedules (
+    name         text        PRIMARY KEY,
+    cron         text        NOT NULL,
+    timezone     text        NOT NULL DEFAULT 'UTC',
+    -- {"kind","payload","queue","priority","max_attempts"}
+    job          jsonb       NOT NULL,
+    next_fire_at timestamptz NOT NULL,
+    last_fire_at timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX jobqueue_schedules_due_idx ON jobqueue_schedules (next_fire_at);
+"#,
+    ),
 ];
 
 /// The newest schema version this binary knows.

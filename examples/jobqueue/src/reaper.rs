@@ -1,13 +1,20 @@
 //! The reaper: re-queues jobs whose lease expired (their worker died or
 //! hung), marks them `dead` when that was their last attempt, deletes
-//! finished jobs past the retention period, and keeps `job_queue_depth`
-//! current.
+//! finished jobs past the retention period, keeps `job_queue_depth`
+//! current, and fires cron schedules.
 //!
 //! Safe with several replicas: only the holder of a session advisory lock
 //! (on a dedicated connection) does the work. If that connection dies, the
 //! server releases the lock and another replica takes over on its next
 //! tick. The operations are idempotent anyway; the lock just avoids
 //! replicas racing on the same rows and double-reporting the gauge.
+//!
+//! Schedules fire from a task of their own, on the leader only, about every
+//! second (sleeping until the earliest `next_fire_at`, at most 1 s), not at
+//! `REAPER_INTERVAL_SECONDS`: a schedule with a seconds field fires on
+//! time, and a long retention pass does not delay it. Exactly-once does not
+//! rest on leadership (see `queue/schedule_fire.rs`); the lock only keeps
+//! one process doing the work.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,6 +24,9 @@ use crate::config::ReaperConfig;
 use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::shutdown::Shutdown;
+
+/// Longest sleep of the schedule loop.
+const SCHEDULE_TICK: Duration = Duration::from_secs(1);
 
 /// Advisory lock key for reaper leadership ("jobqreap").
 pub const REAPER_LOCK_KEY: i64 = 0x6a6f_6271_7265_6170;
@@ -73,6 +83,13 @@ impl Reaper {
             "reaper starting"
         );
         let mut leader: Option<tokio_postgres::Client> = None;
+        let (leading, leading_rx) = tokio::sync::watch::channel(false);
+        let firing = tokio::spawn(fire_schedules(
+            self.queue.clone(),
+            self.metrics.clone(),
+            leading_rx,
+            shutdown.clone(),
+        ));
         let mut next_reap = tokio::time::Instant::now();
         let mut next_depth = tokio::time::Instant::now();
         loop {
@@ -83,6 +100,11 @@ impl Reaper {
             if leader.is_none() {
                 leader = self.try_lead().await;
             }
+            leading.send_if_modified(|l| {
+                let changed = *l != leader.is_some();
+                *l = leader.is_some();
+                changed
+            });
             let now = tokio::time::Instant::now();
             if leader.is_some() {
                 if now >= next_reap {
@@ -95,7 +117,9 @@ impl Reaper {
                 }
             }
             let sleep_until = if leader.is_some() {
-                next_reap.min(next_depth)
+                // Wake at least every second to notice a lost leadership
+                // connection before the schedule task fires on.
+                next_reap.min(next_depth).min(now + SCHEDULE_TICK)
             } else {
                 // Followers retry leadership at the reap interval.
                 now + self.options.interval.min(Duration::from_secs(5))
@@ -104,6 +128,12 @@ impl Reaper {
                 _ = shutdown.wait() => break,
                 _ = tokio::time::sleep_until(sleep_until) => {}
             }
+        }
+        // The schedule task stops (it watches `shutdown` too) before the
+        // lock is released, so a successor never overlaps with it.
+        let _ = leading.send(false);
+        if let Err(e) = firing.await {
+            tracing::error!(error = %e, "schedule task failed");
         }
         // Dropping the connection releases the advisory lock.
         drop(leader);
@@ -193,6 +223,67 @@ impl Reaper {
             }
             Err(e) => {
                 tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "refreshing queue depth failed")
+            }
+        }
+    }
+}
+
+/// The schedule loop: while this process leads, enqueue due schedules,
+/// then sleep until the earliest `next_fire_at` (at most [`SCHEDULE_TICK`]).
+async fn fire_schedules(
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    mut shutdown: Shutdown,
+) {
+    let mut failures: u64 = 0;
+    loop {
+        if !*leading.borrow_and_update() {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                changed = leading.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let delay = match queue.fire_due_schedules().await {
+            Ok(report) => {
+                failures = 0;
+                for f in &report.fired {
+                    let Some(at) = f.fire_at else { continue };
+                    if f.enqueued {
+                        tracing::info!(schedule = %f.schedule, fire_at = %at.to_rfc3339(), queue = %f.queue, "schedule fired");
+                        metrics.schedule_fired_total.inc(&[&f.schedule]);
+                        metrics.job_created_total.inc(&[&f.queue]);
+                    } else {
+                        tracing::info!(schedule = %f.schedule, fire_at = %at.to_rfc3339(), "schedule fire time was enqueued already");
+                    }
+                }
+                report
+                    .next_due_in
+                    .unwrap_or(SCHEDULE_TICK)
+                    .clamp(Duration::from_millis(10), SCHEDULE_TICK)
+            }
+            Err(e) => {
+                // Every second while the database is down (or not migrated
+                // yet): log the first failure and then once a minute.
+                failures += 1;
+                if failures % 60 == 1 {
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), failures, "firing schedules failed");
+                }
+                SCHEDULE_TICK
+            }
+        };
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(delay) => {}
+            changed = leading.changed() => {
+                if changed.is_err() {
+                    return;
+                }
             }
         }
     }

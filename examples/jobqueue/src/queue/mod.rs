@@ -16,6 +16,8 @@
 //! | `extend.rs` | fenced lease renewal | worker lease keeper |
 //! | `release.rs` | fenced hand-back | worker drain |
 //! | `reap_expired.rs`, `delete_finished.rs` | maintenance | reaper |
+//! | `schedule_put.rs`, `schedule_get.rs`, `schedule_list.rs`, `schedule_delete.rs` | cron schedules (`jobqueue_schedules`) | API |
+//! | `schedule_fire.rs` | enqueue due schedules, exactly once per fire time | reaper |
 //!
 //! Lease writes are *fenced*: each claim stamps the rows with a fresh random
 //! `lease_token`, and every later write for that claim says
@@ -45,6 +47,12 @@ mod reap_expired;
 mod release;
 mod retry;
 mod set_progress;
+mod schedule_delete;
+mod schedule_fire;
+pub use schedule_fire::{FireReport, Fired};
+mod schedule_get;
+mod schedule_list;
+mod schedule_put;
 mod stats;
 
 use std::time::Duration;
