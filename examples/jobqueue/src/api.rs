@@ -152,8 +152,14 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.inner().to_string();
         let field = path.rsplit(['.', '[']).next().unwrap_or("");
-        // Our own messages start with the field already ("priority: …").
-        if path == "." || path.is_empty() || inner.starts_with(&format!("{field}:")) {
+        // Malformed JSON is about the body, not a field; our own messages
+        // start with the field already ("priority: …").
+        if e.inner().is_syntax()
+            || e.inner().is_eof()
+            || path == "."
+            || path.is_empty()
+            || inner.starts_with(&format!("{field}:"))
+        {
             ApiError::BadRequest(format!("invalid JSON body: {inner}"))
         } else {
             ApiError::BadRequest(format!("{path}: {inner}"))

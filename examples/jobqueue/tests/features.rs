@@ -94,11 +94,7 @@ async fn call(
 type Interval = (DateTime<Utc>, DateTime<Utc>);
 
 /// `(started_at, finished_at)` of every succeeded job, by the given column.
-fn intervals(
-    db: &Db,
-    key: &str,
-    filter: &str,
-) -> HashMap<String, Vec<Interval>> {
+fn intervals(db: &Db, key: &str, filter: &str) -> HashMap<String, Vec<Interval>> {
     let out = db.sql(&format!(
         "SELECT string_agg({key} || '|' || started_at || '|' || finished_at, E'\\n')
          FROM jobs WHERE status = 'succeeded' AND {filter}"
