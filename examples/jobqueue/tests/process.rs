@@ -231,11 +231,18 @@ async fn serial_chaos_kill9_workers_and_restart_postgres() {
     const KILLS: usize = 6;
     let db = Db::start().await;
     let q = db.queue();
+    // Every fifth job is grouped (60 groups of 10, one at a time per
+    // group): the grouped claim path must lose nothing either.
     let jobs: Vec<NewJob> = (0..JOBS)
         .map(|i| {
-            NewJob::new("sleep")
+            let job = NewJob::new("sleep")
                 .payload(json!({"ms": 60 + (i % 7) * 20}))
-                .max_attempts(100)
+                .max_attempts(100);
+            if i % 5 == 0 {
+                job.group(format!("g{}", (i / 5) % 60))
+            } else {
+                job
+            }
         })
         .collect();
     for chunk in jobs.chunks(1000) {
