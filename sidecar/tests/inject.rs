@@ -90,6 +90,8 @@ workloads:
         app: {{type: tcp, address: "127.0.0.1:8080"}}
         db: {{type: postgres, url: "${{DATABASE_URL}}"}}
         heartbeat: {{type: process, command: web, critical: false}}
+      groups: {{deps: [db]}}
+      grpcPort: 8644
       drain: {{delay: 3s, timeout: 20s}}
       lifecycle: {{token: {TOKEN}}}
 "#
@@ -164,6 +166,19 @@ fn parity(kind: &str, kube: &str) {
     );
     // Not vacuous: berth is where the chart's rules put it.
     let spec = pod_spec(got).expect("spec");
+    // Where berth runs as a sidecar, it declares its gRPC port.
+    for f in ["initContainers", "containers"] {
+        for c in spec[f].as_array().into_iter().flatten() {
+            if c["name"] == "berth" {
+                let grpc = c["ports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["name"] == "berth-grpc" && p["containerPort"] == 8644);
+                assert!(grpc, "{kind} {kube}: berth declares its gRPC port");
+            }
+        }
+    }
     let names = |f: &str| -> Vec<String> {
         spec[f]
             .as_array()

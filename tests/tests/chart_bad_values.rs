@@ -67,6 +67,12 @@ const CASES: &[(&str, &[&str], &str)] = &[
     // the grace rule names the way out when the app drains itself
     (WEB, &["workloads.web.terminationGracePeriodSeconds=10"], "or set workloads.web.berth.preStop: false"),
     (WEB, &["workloads.web.probes.liveness.successThreshold=2"], "workloads.web.berth.mainProbes.liveness.successThreshold=2"),
+    // groups and the gRPC health port
+    (WEB, &["workloads.web.berth.groups.deps[0]=ghost"], "workloads.web.berth.groups.deps names \"ghost\", which is not an enabled check"),
+    (WEB, &["workloads.web.berth.groups.Bad_Name[0]=app"], "/workloads/web/berth/groups"),
+    (WEB, &["workloads.web.berth.grpcPort=8642"], "workloads.web.berth.grpcPort=8642 is berth's health port"),
+    (WEB, &["workloads.web.berth.grpcPort=8643"], "workloads.web.berth.grpcPort=8643 is berth's lifecycle port"),
+    (WEB, &["workloads.web.berth.grpcPort=70000"], "/workloads/web/berth/grpcPort"),
     // names
     (WEB, &["workloads.web.nameOverride=shared", "workloads.other.image.repository=x", "workloads.other.nameOverride=shared"], "the name of workload shared is already used by workloads.other"),
     (WEB, &["workloads.web.service.nameOverride=taken", "workloads.web.services.extra.nameOverride=taken"], "the name of Service taken is already used by workloads.web"),

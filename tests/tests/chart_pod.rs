@@ -361,3 +361,44 @@ fn startup_gate_waits_only_for_dependencies() {
         );
     }
 }
+
+/// `berth.groups` and `berth.grpcPort` (ci/grpc-groups-values.yaml): the
+/// groups and `grpcListen` land in berth.yaml, the gRPC port is declared
+/// as `berth-grpc` on the berth container (the lifecycle port never is),
+/// and without them neither appears.
+#[test]
+fn grpc_port_and_groups_render_into_berth_config_and_ports() {
+    for helm in HELMS {
+        let m = Render::berth(helm)
+            .values("charts/berth/ci/grpc-groups-values.yaml")
+            .kube("1.35.0")
+            .ok();
+        let cfg = berth_config(m.get("ConfigMap", "rel-api-berth"));
+        assert_eq!(cfg["grpcListen"], "0.0.0.0:8644", "{helm:?}");
+        assert_eq!(cfg["groups"]["deps"], serde_json::json!(["cache", "dns"]));
+        let spec = pod_spec(m.get("Deployment", "rel-api")).expect("spec");
+        let berth = container(spec, "berth").expect("berth");
+        let ports: Vec<(String, i64)> = list(berth, "ports")
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap_or("").to_string(),
+                    p["containerPort"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            vec![("berth".into(), 8642), ("berth-grpc".into(), 8644)],
+            "{helm:?}"
+        );
+        let (deploy, cm) = web(helm, "1.35.0");
+        let cfg = berth_config(&cm);
+        assert!(
+            cfg.get("grpcListen").is_none() && cfg.get("groups").is_none(),
+            "{cfg}"
+        );
+        let berth = container(pod_spec(&deploy).expect("spec"), "berth").expect("berth");
+        assert_eq!(list(berth, "ports").len(), 1);
+    }
+}

@@ -141,6 +141,20 @@ only pass once the main container runs, so:
 {{- toJson $out -}}
 {{- end -}}
 
+{{/* grpcPort (dict "settings" S "path" P ...) -> the gRPC health port, or "" when off; fails when it collides with berth's other ports. */}}
+{{- define "berth-lib.grpcPort" -}}
+{{- $p := int (.settings.grpcPort | default 0) -}}
+{{- if gt $p 0 -}}
+{{- if eq $p (int .settings.port) -}}
+{{- fail (printf "%s.grpcPort=%d is berth's health port (%s.port): gRPC health needs a port of its own" .path $p .path) -}}
+{{- end -}}
+{{- if eq $p (include "berth-lib.lifecycle.port" . | atoi) -}}
+{{- fail (printf "%s.grpcPort=%d is berth's lifecycle port: gRPC health needs a port of its own" .path $p) -}}
+{{- end -}}
+{{- $p -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 -> the berth.yaml text.
@@ -183,6 +197,15 @@ config (dict "root" $ "settings" S "path" P "placement" native|regular|none)
 {{- $_ := set $cfg "token" $s.token -}}
 {{- end -}}
 {{- $_ := set $cfg "checks" $checks -}}
+{{- range $g := keys ($s.groups | default dict) | sortAlpha -}}
+{{- range $m := get $s.groups $g | default list -}}
+{{- if not (has $m $names) -}}
+{{- fail (printf "%s.groups.%s names %q, which is not an enabled check in %s.checks" $.path $g (toString $m) $.path) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- with $s.groups -}}{{- $_ := set $cfg "groups" . -}}{{- end -}}
+{{- with (include "berth-lib.grpcPort" .) -}}{{- $_ := set $cfg "grpcListen" (printf "0.0.0.0:%s" .) -}}{{- end -}}
 {{- $gate := include "berth-lib.gate" . | fromJsonArray -}}
 {{- if $gate -}}
 {{- $_ := set $cfg "startup" (dict "waitFor" $gate) -}}

@@ -42,6 +42,15 @@ Sorted by name so renders are stable and overrides merge by key.
 {{- toJson $mounts -}}
 {{- end -}}
 
+{{/* containerPorts (same dict as container) -> berth's declared ports: `berth` (health), and `berth-grpc` when grpcPort is set. Never the lifecycle port. */}}
+{{- define "berth-lib.containerPorts" -}}
+{{- $ports := list (dict "name" "berth" "containerPort" (int .settings.port) "protocol" "TCP") -}}
+{{- with (include "berth-lib.grpcPort" (dict "settings" .settings "path" (.path | default "berth"))) -}}
+{{- $ports = append $ports (dict "name" "berth-grpc" "containerPort" (atoi .) "protocol" "TCP") -}}
+{{- end -}}
+{{- toJson $ports -}}
+{{- end -}}
+
 {{/*
 container (dict "root" $ "settings" S "placement" native|regular)
 -> the berth sidecar container (JSON).
@@ -54,7 +63,7 @@ container (dict "root" $ "settings" S "placement" native|regular)
       "image" (include "berth-lib.image" (dict "image" $s.image))
       "imagePullPolicy" $s.image.pullPolicy
       "args" (list "serve" "--config" "/etc/berth/berth.yaml")
-      "ports" (list (dict "name" "berth" "containerPort" $port "protocol" "TCP"))
+      "ports" (include "berth-lib.containerPorts" . | fromJsonArray)
       "env" (include "berth-lib.containerEnv" . | fromJsonArray)
       "volumeMounts" (include "berth-lib.containerMounts" . | fromJsonArray)
       "resources" $s.resources

@@ -51,6 +51,8 @@ envFrom: []
 secretFiles: {}
 token: ""
 checks: {}
+groups: {}
+grpcPort: 0
 startup:
   waitFor: []
   gate: true

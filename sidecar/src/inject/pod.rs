@@ -402,6 +402,17 @@ fn security_context() -> Value {
     })
 }
 
+/// "berth-lib.containerPorts": health, and gRPC health when served; never
+/// the lifecycle port.
+fn berth_ports(i: &Inputs) -> Value {
+    let mut ports =
+        vec![json!({"name": "berth", "containerPort": i.config.port, "protocol": "TCP"})];
+    if let Some(p) = i.config.grpc_port {
+        ports.push(json!({"name": "berth-grpc", "containerPort": p, "protocol": "TCP"}));
+    }
+    Value::Array(ports)
+}
+
 /// "berth-lib.container".
 fn berth_container(i: &Inputs, envs: &(Vec<Value>, Vec<Value>), native: bool) -> Value {
     let (main_env, main_env_from) = envs;
@@ -415,7 +426,7 @@ fn berth_container(i: &Inputs, envs: &(Vec<Value>, Vec<Value>), native: bool) ->
         "image": i.image,
         "imagePullPolicy": "IfNotPresent",
         "args": ["serve", "--config", "/etc/berth/berth.yaml"],
-        "ports": [{"name": "berth", "containerPort": i.config.port, "protocol": "TCP"}],
+        "ports": berth_ports(i),
         "env": env(i, main_env),
         "volumeMounts": mounts(),
         "resources": resources(),

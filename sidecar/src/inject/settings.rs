@@ -39,6 +39,8 @@ pub struct PodConfig {
     /// berth.yaml as it goes into the ConfigMap.
     pub text: String,
     pub port: u16,
+    /// `grpcListen`'s port: declared as `berth-grpc`, as the chart does.
+    pub grpc_port: Option<u16>,
     pub lifecycle_port: u16,
     /// drain.delay + drain.timeout + 5 s, each rounded up to whole seconds.
     pub min_grace: u64,
@@ -195,6 +197,7 @@ pub fn for_pod(
     Ok(PodConfig {
         text,
         port: parsed.listen.port(),
+        grpc_port: parsed.grpc_listen.map(|a| a.port()),
         lifecycle_port,
         min_grace: secs(parsed.drain.delay) + secs(parsed.drain.timeout) + 5,
         need_pid,
