@@ -77,6 +77,15 @@ struct JobIo {
     last_progress: Mutex<Option<serde_json::Value>>,
 }
 
+/// Reads a context's output once its handler is done.
+pub(crate) struct OutputHandle(Arc<JobIo>);
+
+impl OutputHandle {
+    pub(crate) fn take(&self) -> Option<serde_json::Value> {
+        lock(&self.0.output).take()
+    }
+}
+
 /// The largest output or progress document stored (serialised bytes).
 /// Larger ones are replaced by `{"truncated": true, "bytes": n}`: a job
 /// row is read by every dashboard refresh and API call.
@@ -97,13 +106,18 @@ impl JobContext {
         }
     }
 
-    /// The worker's context: progress is written to the job's row.
-    pub(crate) fn for_claim(job: &crate::queue::ClaimedJob, queue: Queue) -> Self {
+    /// The worker's context: progress is written to the job's row. Takes
+    /// the payload (no copy on the hot path).
+    pub(crate) fn for_claim(
+        job: &crate::queue::ClaimedJob,
+        payload: serde_json::Value,
+        queue: Queue,
+    ) -> Self {
         JobContext {
             id: job.id,
             queue: job.queue.clone(),
             kind: job.kind.clone(),
-            payload: job.payload.clone(),
+            payload,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             io: Arc::new(JobIo {
@@ -111,6 +125,12 @@ impl JobContext {
                 ..Default::default()
             }),
         }
+    }
+
+    /// What the worker keeps to read the output after the handler took
+    /// the context.
+    pub(crate) fn output_handle(&self) -> OutputHandle {
+        OutputHandle(self.io.clone())
     }
 
     /// This attempt's result document, stored as the job's `output` when it

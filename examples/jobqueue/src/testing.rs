@@ -87,7 +87,7 @@ async fn run_claimed(
     job: ClaimedJob,
     report: &mut WorkOff,
 ) -> Result<(), QueueError> {
-    let ctx = JobContext::for_claim(&job, queue.clone());
+    let ctx = JobContext::for_claim(&job, job.payload.clone(), queue.clone());
     let result = match registry.get(&job.kind) {
         None => Err(JobError::retry(format!(
             "no handler registered for kind {:?}",

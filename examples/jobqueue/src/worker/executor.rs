@@ -49,7 +49,7 @@ pub(crate) struct Executor {
 
 impl Executor {
     /// Starts `job`'s handler; `permit` is its slot.
-    pub fn start(&self, job: ClaimedJob, permit: OwnedSemaphorePermit) {
+    pub fn start(&self, mut job: ClaimedJob, permit: OwnedSemaphorePermit) {
         self.metrics.worker_lease_acquired_total.inc(&[&job.queue]);
         let delay = (chrono::Utc::now() - job.run_at)
             .to_std()
@@ -82,18 +82,20 @@ impl Executor {
         let ledger = self.ledger.clone();
         let outbox = self.outbox.clone();
         let metrics = self.metrics.clone();
-        let ctx = JobContext::for_claim(&job, self.queue.clone());
+        let payload = std::mem::take(&mut job.payload);
+        let ctx = JobContext::for_claim(&job, payload, self.queue.clone());
+        let output = ctx.output_handle();
         let timeout = job.timeout_seconds;
         let task = tokio::spawn(async move {
             let _running = RunningGuard(ledger.clone());
             let started = Instant::now();
             let result = match (handler, timeout) {
-                (Some(h), None) => h.run(ctx.clone()).await,
+                (Some(h), None) => h.run(ctx).await,
                 // The handler's future is dropped at the deadline: it stops
                 // at its next await (as on lease loss or shutdown).
                 (Some(h), Some(secs)) => tokio::time::timeout(
                     std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(1)),
-                    h.run(ctx.clone()),
+                    h.run(ctx),
                 )
                 .await
                 .unwrap_or_else(|_| Err(JobError::timeout(secs))),
@@ -102,7 +104,7 @@ impl Executor {
                     job.kind
                 ))),
             };
-            let output = if result.is_ok() { ctx.output() } else { None };
+            let output = if result.is_ok() { output.take() } else { None };
             metrics
                 .job_duration_seconds
                 .observe(&[&job.queue, &job.kind], started.elapsed());
