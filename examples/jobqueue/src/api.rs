@@ -30,11 +30,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::config::{ApiConfig, DbConfig};
-use crate::job::{NewJob, Status};
+use crate::job::{Job, NewJob, Status};
 use crate::metrics::Metrics;
 use crate::queue::{ListFilter, Queue, QueueError};
 use crate::ratelimit::RateLimiter;
 use crate::shutdown::Shutdown;
+
+pub mod openapi;
 
 /// Errors returned to API clients.
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +172,26 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 #[derive(Clone, Copy)]
 struct BodyLimit(usize);
 
+/// Path extractor with JSON errors: axum's `Path` answers a segment that
+/// is not UTF-8 (`/api/v1/jobs/%FF`) with a text/plain 400, which breaks
+/// the `{"error":…}` contract (and the OpenAPI document).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|rej| ApiError::BadRequest(rej.body_text()))
+    }
+}
+
 /// Who is submitting (for rate limiting): the peer address.
 pub struct ClientKey(pub String);
 
@@ -279,7 +301,8 @@ pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
         .route("/dashboard", get(crate::dashboard::page))
         .route("/healthz", get(crate::ops::healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_handler));
+        .route("/metrics", get(metrics_handler))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json));
     let metrics = state.metrics.clone();
     api.merge(ops)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -307,10 +330,17 @@ pub fn router(state: ApiState, body_limit: usize, timeout: Duration) -> Router {
         )
 }
 
+/// Prometheus metrics of the API process.
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String)))]
 async fn metrics_handler(State(state): State<ApiState>) -> Response {
     crate::ops::render_metrics(&state.metrics)
 }
 
+/// Readiness: the database answered within the last 2 s and not draining.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "Ready", body = openapi::Ready),
+    (status = 503, description = "Draining or database unavailable", body = openapi::Ready)))]
 async fn readyz(State(state): State<ApiState>) -> Response {
     let (code, status) = if state.draining.load(Ordering::SeqCst) {
         (StatusCode::SERVICE_UNAVAILABLE, "draining")
@@ -335,6 +365,14 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     })
 }
 
+/// Submit a job.
+#[utoipa::path(post, path = "/api/v1/jobs", tag = "jobs", request_body = NewJob, responses(
+    (status = 201, description = "Created", body = Job,
+        headers(("location" = String, description = "`/api/v1/jobs/{id}`"))),
+    (status = 200, description = "A job with this idempotency_key exists already (the same job): that job", body = Job,
+        headers(("location" = String, description = "`/api/v1/jobs/{id}`"))),
+    (status = 409, description = "A different job holds this idempotency_key", body = openapi::ErrorBody),
+    (status = 429, description = "Rate limited (API_RATE_LIMIT_PER_MINUTE)", body = openapi::ErrorBody)))]
 async fn create_job(
     State(state): State<ApiState>,
     ClientKey(client): ClientKey,
@@ -355,12 +393,19 @@ async fn create_job(
     Ok((status, [(header::LOCATION, location)], Json(job)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
+    /// 1 to `API_MAX_BATCH` jobs (default 1000), enqueued in one transaction.
+    #[schema(min_items = 1)]
     jobs: Vec<NewJob>,
 }
 
+/// Submit jobs in one transaction (all or none).
+#[utoipa::path(post, path = "/api/v1/jobs/batch", tag = "jobs", request_body = BatchRequest, responses(
+    (status = 201, description = "Created; ids in input order", body = openapi::BatchCreated),
+    (status = 409, description = "A different job holds an idempotency_key", body = openapi::ErrorBody),
+    (status = 429, description = "Rate limited (API_RATE_LIMIT_PER_MINUTE)", body = openapi::ErrorBody)))]
 async fn create_batch(
     State(state): State<ApiState>,
     ClientKey(client): ClientKey,
@@ -388,7 +433,7 @@ async fn create_batch(
     for (q, n) in per_queue {
         state.metrics.job_created_total.inc_by(&[q], n);
     }
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"ids": ids}))).into_response())
+    Ok((StatusCode::CREATED, Json(openapi::BatchCreated { ids })).into_response())
 }
 
 /// The longest `?wait=` on `GET /api/v1/jobs/{id}`.
@@ -422,9 +467,16 @@ fn parse_wait(raw: &str) -> Result<Duration, ApiError> {
 /// job is finished (succeeded, dead or cancelled) or when the wait ends
 /// (then with the job as it is). The wait also ends before the API's
 /// request timeout (`API_REQUEST_TIMEOUT_SECONDS`).
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", params(
+    ("id" = i64, Path, minimum = 1, description = "Job id"),
+    ("wait" = Option<String>, Query, pattern = "^([0-9]+(\\.[0-9]*)?|\\.[0-9]+)(ms|s|m)?$", max_length = 32,
+        description = "Wait up to this long for the job to finish: `30s`, `500ms`, `1m` or seconds; at most 60 s and less than API_REQUEST_TIMEOUT_SECONDS")),
+    responses(
+    (status = 200, description = "The job", body = Job),
+    (status = 404, description = "No such job", body = openapi::ErrorBody)))]
 async fn get_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
@@ -463,6 +515,14 @@ async fn get_job(
     }
 }
 
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", params(
+    ("status" = Option<Status>, Query, description = "Only jobs in this status"),
+    ("queue" = Option<String>, Query, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Only jobs of this queue"),
+    ("kind" = Option<String>, Query, pattern = "^[A-Za-z0-9_.:-]{1,128}$", description = "Only jobs of this kind"),
+    ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+    ("cursor" = Option<i64>, Query, description = "`next_cursor` of the previous page")),
+    responses((status = 200, description = "A page of jobs", body = openapi::JobList)))]
 async fn list_jobs(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -509,46 +569,77 @@ async fn list_jobs(
     let next_cursor = (jobs.len() as i64 == filter.limit)
         .then(|| jobs.last().map(|j| j.id.to_string()))
         .flatten();
-    Ok(Json(serde_json::json!({"jobs": jobs, "next_cursor": next_cursor})).into_response())
+    Ok(Json(openapi::JobList { jobs, next_cursor }).into_response())
 }
 
+/// Cancel a queued or running job (cancelling a cancelled job is a no-op).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, minimum = 1, description = "Job id")), responses(
+    (status = 200, description = "The cancelled job", body = Job),
+    (status = 404, description = "No such job", body = openapi::ErrorBody),
+    (status = 409, description = "The job finished already", body = openapi::ErrorBody)))]
 async fn cancel_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = state.queue.cancel(parse_id(&id)?).await?;
     Ok(Json(job).into_response())
 }
 
+/// Put a dead or cancelled job back in the queue with its attempts reset.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = i64, Path, minimum = 1, description = "Job id")), responses(
+    (status = 200, description = "The queued job", body = Job),
+    (status = 404, description = "No such job", body = openapi::ErrorBody),
+    (status = 409, description = "The job is neither dead nor cancelled", body = openapi::ErrorBody)))]
 async fn retry_job(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = state.queue.retry(parse_id(&id)?).await?;
     Ok(Json(job).into_response())
 }
 
+/// Workers stop claiming from the queue (idempotent; the queue need not exist).
+#[utoipa::path(post, path = "/api/v1/queues/{queue}/pause", tag = "queues",
+    params(("queue" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,128}$", description = "Queue name")),
+    responses((status = 200, description = "Paused", body = openapi::QueuePaused)))]
 async fn pause_queue(
     State(state): State<ApiState>,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.queue.pause(&queue).await?;
     tracing::info!(queue = %queue, "queue paused");
-    Ok(Json(serde_json::json!({"queue": queue, "paused": true})).into_response())
+    Ok(Json(openapi::QueuePaused {
+        queue,
+        paused: true,
+    })
+    .into_response())
 }
 
+/// Workers claim from the queue again (idempotent).
+#[utoipa::path(post, path = "/api/v1/queues/{queue}/resume", tag = "queues",
+    params(("queue" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,128}$", description = "Queue name")),
+    responses((status = 200, description = "Resumed", body = openapi::QueuePaused)))]
 async fn resume_queue(
     State(state): State<ApiState>,
-    Path(queue): Path<String>,
+    ApiPath(queue): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     state.queue.resume(&queue).await?;
     tracing::info!(queue = %queue, "queue resumed");
-    Ok(Json(serde_json::json!({"queue": queue, "paused": false})).into_response())
+    Ok(Json(openapi::QueuePaused {
+        queue,
+        paused: false,
+    })
+    .into_response())
 }
 
+/// Counts per queue and status, every queue with jobs or paused.
+#[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
+    responses((status = 200, description = "Queues", body = openapi::QueueList)))]
 async fn queues(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let stats = state.queue.stats().await?;
-    Ok(Json(serde_json::json!({"queues": stats})).into_response())
+    Ok(Json(openapi::QueueList { queues: stats }).into_response())
 }
 
 /// Pings the database every 2 s for `/readyz` (probes never query).

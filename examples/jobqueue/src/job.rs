@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Lifecycle of a job. A failed attempt with attempts left goes back to
 /// `Queued` (with a backoff `run_at`); `Dead` means attempts are exhausted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Queued,
@@ -46,7 +46,7 @@ impl std::fmt::Display for Status {
 }
 
 /// A job as stored (the API's representation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: i64,
     pub queue: String,
@@ -125,39 +125,53 @@ impl Job {
 }
 
 /// A job to enqueue. `NewJob::new("sleep").payload(json!({"ms": 10}))`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// The OpenAPI schema of each constrained field comes from `api::openapi`
+// (`*_schema`), built from the constants below.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(description = "A job to submit. Only `kind` is required; unknown fields are rejected.")]
 pub struct NewJob {
+    #[schema(schema_with = crate::api::openapi::kind_schema)]
     pub kind: String,
     #[serde(default = "empty_object")]
+    #[schema(schema_with = crate::api::openapi::payload_schema)]
     pub payload: serde_json::Value,
     #[serde(default = "default_queue")]
+    #[schema(schema_with = crate::api::openapi::queue_schema)]
     pub queue: String,
     /// Higher runs first.
     #[serde(default, deserialize_with = "de_priority")]
+    #[schema(schema_with = crate::api::openapi::priority_schema)]
     pub priority: i32,
     /// Not before this time (RFC 3339); default now.
     #[serde(default, deserialize_with = "de_run_at")]
+    #[schema(schema_with = crate::api::openapi::run_at_schema)]
     pub run_at: Option<DateTime<Utc>>,
     #[serde(default = "default_max_attempts", deserialize_with = "de_max_attempts")]
+    #[schema(schema_with = crate::api::openapi::max_attempts_schema)]
     pub max_attempts: i32,
     #[serde(default)]
+    #[schema(schema_with = crate::api::openapi::idempotency_key_schema)]
     pub idempotency_key: Option<String>,
     /// Jobs of one group never run more at once than the workers'
     /// `WORKER_GROUP_CONCURRENCY` (default 1): per-key serialisation and
     /// tenant fairness (groups of a queue are served in turn).
     #[serde(default)]
+    #[schema(schema_with = crate::api::openapi::group_schema)]
     pub group: Option<String>,
     /// Abort the handler after this many seconds (1 to 604800); the
     /// attempt fails with error kind `timeout`.
     #[serde(default, deserialize_with = "de_timeout")]
+    #[schema(schema_with = crate::api::openapi::timeout_seconds_schema)]
     pub timeout_seconds: Option<i32>,
     /// Limit the idempotency key to jobs in these statuses, e.g.
     /// `["queued","running"]`: once the job finished, the key is free.
     #[serde(default, deserialize_with = "de_unique_while")]
+    #[schema(schema_with = crate::api::openapi::unique_while_schema)]
     pub unique_while: Option<Vec<Status>>,
     /// Limit the idempotency key to this many seconds after enqueueing.
     #[serde(default, deserialize_with = "de_unique_for")]
+    #[schema(schema_with = crate::api::openapi::unique_for_seconds_schema)]
     pub unique_for_seconds: Option<i32>,
 }
 

@@ -156,7 +156,7 @@ pub struct ListFilter {
 }
 
 /// Counts per queue and status.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct QueueStats {
     pub queue: String,
     /// Jobs waiting to run (`queued`, due or not).
