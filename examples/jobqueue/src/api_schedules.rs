@@ -37,7 +37,16 @@ fn name_from(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErr
     Ok(name)
 }
 
-async fn put_schedule(
+/// Creates or replaces a schedule. The same cron and time zone again keeps
+/// `next_fire_at` (no fire time skipped or repeated).
+#[utoipa::path(put, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,128}$", description = "Schedule name (no ':')")),
+    request_body = crate::api::openapi::ScheduleRequest,
+    responses(
+        (status = 201, description = "Created", body = crate::schedule::Schedule,
+            headers(("location" = String, description = "`/api/v1/schedules/{name}`"))),
+        (status = 200, description = "Replaced", body = crate::schedule::Schedule)))]
+pub(crate) async fn put_schedule(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<serde_json::Value>,
@@ -58,7 +67,13 @@ async fn put_schedule(
     }
 }
 
-async fn get_schedule(
+/// One schedule.
+#[utoipa::path(get, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,128}$", description = "Schedule name (no ':')")),
+    responses(
+        (status = 200, description = "The schedule", body = crate::schedule::Schedule),
+        (status = 404, description = "No such schedule", body = crate::api::openapi::ErrorBody)))]
+pub(crate) async fn get_schedule(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -69,12 +84,21 @@ async fn get_schedule(
     }
 }
 
-async fn list_schedules(State(state): State<ApiState>) -> Result<Response, ApiError> {
+/// Every schedule, by name.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "schedules",
+    responses((status = 200, description = "The schedules", body = crate::api::openapi::ScheduleList)))]
+pub(crate) async fn list_schedules(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let schedules = state.queue.list_schedules().await?;
-    Ok(Json(serde_json::json!({ "schedules": schedules })).into_response())
+    Ok(Json(crate::api::openapi::ScheduleList { schedules }).into_response())
 }
 
-async fn delete_schedule(
+/// Deletes a schedule (jobs it enqueued stay).
+#[utoipa::path(delete, path = "/api/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,128}$", description = "Schedule name (no ':')")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such schedule", body = crate::api::openapi::ErrorBody)))]
+pub(crate) async fn delete_schedule(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {

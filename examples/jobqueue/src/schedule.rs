@@ -43,7 +43,7 @@ pub const MAX_CRON_LEN: usize = 256;
 pub const MAX_TIMEZONE_LEN: usize = 64;
 
 /// The job a schedule enqueues at each fire time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScheduleJob {
     pub kind: String,
     pub payload: Value,
@@ -73,13 +73,14 @@ pub struct ScheduleSpec {
 }
 
 /// A schedule as stored (the API's representation).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub name: String,
     pub cron: String,
     pub timezone: String,
     pub job: ScheduleJob,
     pub next_fire_at: DateTime<Utc>,
+    /// The last fire time enqueued (null before the first).
     pub last_fire_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

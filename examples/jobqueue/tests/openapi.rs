@@ -34,6 +34,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/v1/queues", &["get"]),
     ("/api/v1/queues/{queue}/pause", &["post"]),
     ("/api/v1/queues/{queue}/resume", &["post"]),
+    ("/api/v1/schedules", &["get"]),
+    ("/api/v1/schedules/{name}", &["delete", "get", "put"]),
     ("/api/v1/openapi.json", &["get"]),
     ("/", &["get"]),
     ("/dashboard", &["get"]),

@@ -618,7 +618,8 @@ async fn catch_up_gives_one_job_for_the_latest_missed_fire_time() {
     .await;
     db.sql("UPDATE jobqueue_schedules SET next_fire_at = date_trunc('minute', now()) - interval '1 hour'");
     let started: i64 = db
-        .sql("SELECT extract(epoch FROM now())::bigint")
+        // floor, not ::bigint (which rounds 10:38:59.9 up to the next minute)
+        .sql("SELECT floor(extract(epoch FROM now()))::bigint")
         .parse()
         .unwrap();
     let mut r = Reapers::new(&db);

@@ -70,10 +70,16 @@ use crate::queue::QueueStats;
         healthz,
         super::readyz,
         super::metrics_handler,
+        crate::api_schedules::put_schedule,
+        crate::api_schedules::get_schedule,
+        crate::api_schedules::list_schedules,
+        crate::api_schedules::delete_schedule,
     ),
     components(schemas(
         NewJob, Job, Status, QueueStats, super::BatchRequest, BatchCreated, JobList, QueueList,
-        QueuePaused, ErrorBody, ErrorDetail, ErrorCode, Health, Ready
+        QueuePaused, ErrorBody, ErrorDetail, ErrorCode, Health, Ready,
+        ScheduleRequest, ScheduleJobRequest, crate::schedule::Schedule,
+        crate::schedule::ScheduleJob, ScheduleList
     )),
     modifiers(&Common),
     tags(
@@ -158,6 +164,53 @@ pub struct JobList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueList {
     pub queues: Vec<QueueStats>,
+}
+
+/// The body of `PUT /api/v1/schedules/{name}`. `schedule::parse_request`
+/// reads it field by field (so every message names its field); this type
+/// is its description.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ScheduleRequest {
+    /// Cron expression: 5 fields (minute hour day-of-month month
+    /// day-of-week), or 6 with seconds first; names, `L`, `W`, `#` and
+    /// `@hourly`-style macros as croner reads them; no year field.
+    #[schema(
+        max_length = 256,
+        min_length = 1,
+        examples("*/5 * * * * *", "0 9 * * 1-5")
+    )]
+    pub cron: String,
+    /// IANA time zone the cron is read in.
+    #[schema(max_length = 64, default = "UTC", examples("Europe/Paris"))]
+    pub timezone: Option<String>,
+    pub job: ScheduleJobRequest,
+}
+
+/// The job a schedule enqueues at each fire time (the same rules as
+/// `POST /api/v1/jobs`; no `run_at`, no `idempotency_key`: the fire time
+/// and `schedule:{name}:{fire time}` are used).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ScheduleJobRequest {
+    #[schema(schema_with = kind_schema)]
+    pub kind: String,
+    #[schema(schema_with = payload_schema)]
+    pub payload: Option<serde_json::Value>,
+    #[schema(schema_with = queue_schema)]
+    pub queue: Option<String>,
+    #[schema(schema_with = priority_schema)]
+    pub priority: Option<i32>,
+    #[schema(schema_with = max_attempts_schema)]
+    pub max_attempts: Option<i32>,
+}
+
+/// `GET /api/v1/schedules`.
+#[derive(Serialize, ToSchema)]
+pub struct ScheduleList {
+    pub schedules: Vec<crate::schedule::Schedule>,
 }
 
 /// Answer of pause and resume.
