@@ -92,9 +92,45 @@ pub struct GroupedClaim {
 }
 
 impl Queue {
-    /// Claims up to `limit` grouped jobs from `queues` (see the module
-    /// docs); `after` is the last group served by this caller ("" at
-    /// first).
+    /// Groups with due jobs in `queues`, in name order starting after
+    /// `after` and wrapping around, at most `limit`. One statement outside
+    /// any transaction: a hint for [`Queue::claim_grouped_from`], which
+    /// checks everything again under the locks. Cheap when nothing is
+    /// grouped (one probe of an empty partial index), so an idle worker
+    /// pays one round trip per wake-up.
+    pub async fn grouped_candidates(
+        &self,
+        queues: &[String],
+        limit: usize,
+        after: &str,
+    ) -> Result<Vec<String>, QueueError> {
+        let client = self.pool.get().await?;
+        let wanted = i64::try_from(limit).unwrap_or(i64::MAX);
+        let candidates = client
+            .prepare_typed_cached(CANDIDATES, &[Type::TEXT_ARRAY, Type::TEXT, Type::INT8])
+            .await?;
+        let mut groups: Vec<String> = client
+            .query(&candidates, &[&queues, &after, &wanted])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if (groups.len() as i64) < wanted && !after.is_empty() {
+            // Wrap around: the groups up to and including `after`.
+            let more = client.query(&candidates, &[&queues, &"", &wanted]).await?;
+            for r in more {
+                let g: String = r.get(0);
+                if g.as_str() > after || groups.len() as i64 >= wanted {
+                    break;
+                }
+                groups.push(g);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// Finds candidates and claims (see the module docs): what a caller
+    /// without its own turn-taking wants (`jobqueue::testing`).
     pub async fn claim_grouped(
         &self,
         queues: &[String],
@@ -104,33 +140,28 @@ impl Queue {
         lease: Duration,
         worker_id: &str,
     ) -> Result<GroupedClaim, QueueError> {
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let wanted = i64::try_from(limit).unwrap_or(i64::MAX);
-        let candidates = tx
-            .prepare_typed_cached(CANDIDATES, &[Type::TEXT_ARRAY, Type::TEXT, Type::INT8])
-            .await?;
-        let mut groups: Vec<String> = tx
-            .query(&candidates, &[&queues, &after, &wanted])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if (groups.len() as i64) < wanted && !after.is_empty() {
-            // Wrap around: the groups up to and including `after`.
-            let more = tx.query(&candidates, &[&queues, &"", &wanted]).await?;
-            for r in more {
-                let g: String = r.get(0);
-                if g.as_str() > after || groups.len() as i64 >= wanted {
-                    break;
-                }
-                groups.push(g);
-            }
-        }
+        let groups = self.grouped_candidates(queues, limit, after).await?;
+        self.claim_grouped_from(queues, &groups, limit, group_limit, lease, worker_id)
+            .await
+    }
+
+    /// Claims up to `limit` jobs of `groups` (candidates, in turn order)
+    /// from `queues`, at most `group_limit` running per group.
+    pub async fn claim_grouped_from(
+        &self,
+        queues: &[String],
+        groups: &[String],
+        limit: usize,
+        group_limit: usize,
+        lease: Duration,
+        worker_id: &str,
+    ) -> Result<GroupedClaim, QueueError> {
         if groups.is_empty() {
-            tx.commit().await?;
             return Ok(GroupedClaim::default());
         }
+        let wanted = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
         let lock = tx
             .prepare_typed_cached(LOCK, &[Type::TEXT_ARRAY, Type::INT4])
             .await?;
