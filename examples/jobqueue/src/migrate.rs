@@ -140,9 +140,12 @@ DROP INDEX jobs_idempotency_key_idx;
 CREATE UNIQUE INDEX jobs_idempotency_key_idx ON jobs (idempotency_key)
     WHERE idempotency_key IS NOT NULL AND (unique_states IS NULL OR status = ANY (unique_states));
 
--- A finished grouped job frees a place in its group: wake the workers that
--- wait for one (payload 'group'). A row trigger whose WHEN clause is false
--- for ungrouped jobs costs them nothing but that test.
+-- Wake the workers' group fetchers (payload 'group') when a grouped job is
+-- inserted, and when one leaves `running` (a place in its group is free).
+-- Row triggers whose WHEN clause is false for ungrouped jobs cost those
+-- nothing but the test, and ungrouped inserts do not wake group fetchers
+-- (the statement trigger's '' wakes only the fetchers). PostgreSQL sends
+-- one notification per transaction for equal payloads.
 CREATE FUNCTION jobqueue_notify_group() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_notify('jobqueue', 'group');
@@ -151,6 +154,9 @@ END
 $$;
 CREATE TRIGGER jobs_notify_group AFTER UPDATE OF status ON jobs
     FOR EACH ROW WHEN (OLD.group_key IS NOT NULL AND OLD.status = 'running' AND NEW.status <> 'running')
+    EXECUTE FUNCTION jobqueue_notify_group();
+CREATE TRIGGER jobs_notify_group_insert AFTER INSERT ON jobs
+    FOR EACH ROW WHEN (NEW.group_key IS NOT NULL AND NEW.status = 'queued')
     EXECUTE FUNCTION jobqueue_notify_group();
 
 -- Paused queues: claims skip them (the claim statements test this table).

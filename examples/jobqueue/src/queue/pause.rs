@@ -32,7 +32,7 @@ impl Queue {
         client
             .execute(
                 "WITH gone AS (DELETE FROM jobqueue_paused_queues WHERE queue = $1 RETURNING 1)
-                 SELECT pg_notify('jobqueue', '') FROM gone",
+                 SELECT pg_notify('jobqueue', ''), pg_notify('jobqueue', 'group') FROM gone",
                 &[&queue],
             )
             .await?;

@@ -13,8 +13,10 @@ use tokio::sync::Notify;
 
 use crate::shutdown::Shutdown;
 
-/// `wakes`: the lanes' fetchers; `group_wakes`: their group fetchers,
-/// also woken by payload `group` (a grouped job left `running`).
+/// `wakes`: the lanes' fetchers (payload '' or a queue name: new jobs, a
+/// resumed queue); `group_wakes`: their group fetchers (payload `group`: a
+/// grouped job was inserted or left `running`). All of them after a
+/// reconnect.
 pub(crate) async fn run(
     url: String,
     queues: Vec<String>,
@@ -45,7 +47,11 @@ pub(crate) async fn run(
                                             w.notify_one();
                                         }
                                     } else if n.payload().is_empty() || queues.iter().any(|q| q == n.payload()) {
-                                        wake_all();
+                                        // Inserts (and resume): the fetchers.
+                                        // Grouped inserts also send 'group'.
+                                        for w in &wakes {
+                                            w.notify_one();
+                                        }
                                     }
                                 }
                                 None => break,
