@@ -84,25 +84,39 @@ impl Queue {
         };
         let mut jobs = rows
             .iter()
-            .map(|r| {
-                Ok(ClaimedJob {
-                    id: r.try_get(0)?,
-                    queue: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    attempt: r.try_get(4)?,
-                    max_attempts: r.try_get(5)?,
-                    priority: r.try_get(6)?,
-                    run_at: r.try_get(7)?,
-                    timeout_seconds: r.try_get(8)?,
-                    group: None,
-                    lease_token: token,
-                })
-            })
+            .map(|r| claimed_from_row(r, 0, token, false))
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         sort_in_claim_order(&mut jobs);
         Ok(jobs)
     }
+}
+
+/// A claimed job from the RETURNING columns `id, queue, kind, payload,
+/// attempts, max_attempts, priority, run_at, timeout_seconds[, group_key]`
+/// starting at column `first`: one reading for every claim statement.
+pub(super) fn claimed_from_row(
+    r: &tokio_postgres::Row,
+    first: usize,
+    token: i64,
+    with_group: bool,
+) -> Result<ClaimedJob, tokio_postgres::Error> {
+    Ok(ClaimedJob {
+        id: r.try_get(first)?,
+        queue: r.try_get(first + 1)?,
+        kind: r.try_get(first + 2)?,
+        payload: r.try_get(first + 3)?,
+        attempt: r.try_get(first + 4)?,
+        max_attempts: r.try_get(first + 5)?,
+        priority: r.try_get(first + 6)?,
+        run_at: r.try_get(first + 7)?,
+        timeout_seconds: r.try_get(first + 8)?,
+        group: if with_group {
+            r.try_get(first + 9)?
+        } else {
+            None
+        },
+        lease_token: token,
+    })
 }
 
 /// `UPDATE … RETURNING` has no order: restore the claim order.

@@ -159,19 +159,7 @@ impl Queue {
                 completed.push(r.try_get(1)?);
                 continue;
             }
-            jobs.push(ClaimedJob {
-                id: r.try_get(1)?,
-                queue: r.try_get(2)?,
-                kind: r.try_get(3)?,
-                payload: r.try_get(4)?,
-                attempt: r.try_get(5)?,
-                max_attempts: r.try_get(6)?,
-                priority: r.try_get(7)?,
-                run_at: r.try_get(8)?,
-                timeout_seconds: r.try_get(9)?,
-                group: None,
-                lease_token: token,
-            });
+            jobs.push(super::claim::claimed_from_row(r, 1, token, false)?);
         }
         super::claim::sort_in_claim_order(&mut jobs);
         Ok((jobs, completed))

@@ -212,21 +212,7 @@ impl Queue {
         tx.commit().await?;
         let mut jobs = rows
             .iter()
-            .map(|r| {
-                Ok(ClaimedJob {
-                    id: r.try_get(0)?,
-                    queue: r.try_get(1)?,
-                    kind: r.try_get(2)?,
-                    payload: r.try_get(3)?,
-                    attempt: r.try_get(4)?,
-                    max_attempts: r.try_get(5)?,
-                    priority: r.try_get(6)?,
-                    run_at: r.try_get(7)?,
-                    timeout_seconds: r.try_get(8)?,
-                    group: r.try_get(9)?,
-                    lease_token: token,
-                })
-            })
+            .map(|r| super::claim::claimed_from_row(r, 0, token, true))
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         super::claim::sort_in_claim_order(&mut jobs);
         // The last group (in turn order) that got a job.
