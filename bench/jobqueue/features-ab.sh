@@ -5,7 +5,8 @@
 # commit before the features) and at the working tree, then measures both
 # on the same PostgreSQL in alternating order, round after round, and
 # prints per concurrency the median of the per-round ratios new/base of
-# processing rate (no-op jobs), enqueue rate and latency p99.
+# processing rate (no-op jobs) and of CPU time per processed job, enqueue
+# rate and latency p99.
 # Target: ratio >= 0.95. Not a test: a slow machine never fails it.
 #
 #   bench/jobqueue/features-ab.sh
@@ -24,6 +25,9 @@ export BENCH_CONCURRENCIES=${BENCH_CONCURRENCIES:-24,200,2048}
 WT=$(mktemp -d /tmp/jobqueue-base.XXXXXX)
 trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true; for d in bench_jq_base bench_jq_new; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
 git -C "$ROOT" worktree add -q --detach "$WT" "$BASE"
+# One harness for both sides: the working tree's bench.rs measures BASE too
+# (it needs only the API that BASE already had).
+cp "$ROOT/examples/jobqueue/examples/bench.rs" "$WT/examples/jobqueue/examples/bench.rs"
 echo "building the harness at $BASE and at the working tree (release)…"
 (cd "$WT" && CARGO_TARGET_DIR="$ROOT/target/features-ab-base" cargo build -q --release -p jobqueue --bin jobqueue --example bench)
 (cd "$ROOT" && cargo build -q --release -p jobqueue --bin jobqueue --example bench)
@@ -59,8 +63,13 @@ def line(name, get, lower_is_better=False):
 first = next(iter(rows.values()))["new"]
 for c in sorted(first["process_by_concurrency"], key=int):
     line(f"process c{c} (jobs/s)", lambda r, c=c: r["process_by_concurrency"][c])
+for c in sorted(first["process_by_concurrency"], key=int):
+    if "process_cpu_by_concurrency" in first:
+        cpu = lambda r, c=c: r["process_cpu_by_concurrency"][c]["worker_us_per_job"] + r["process_cpu_by_concurrency"][c]["postgres_us_per_job"]
+        line(f"CPU/job c{c} (µs, inverted)", cpu, lower_is_better=True)
 line("enqueue library (jobs/s)", lambda r: r["enqueue_jobs_per_s"])
 line("enqueue HTTP (jobs/s)", lambda r: r["enqueue_http_jobs_per_s"])
 line("latency p99 (ms, inverted)", lambda r: r["latency_p99_ms"], lower_is_better=True)
-print("target: every median ratio >= 0.95 (new at most 5 % slower)")
+print("target: every median ratio >= 0.95 (new at most 5 % slower). CPU/job is the CPU time (worker process")
+print("plus every PostgreSQL process) per processed job: it moves far less between runs than a rate does.")
 PY

@@ -53,7 +53,7 @@ async fn enqueue_all(queue: &jobqueue::Queue, all: &[NewJob], chunk: usize) -> a
 /// the worker's own counter (incremented once the `succeeded` write
 /// returned): polling `count(*)` instead would scan the table and steal
 /// CPU from the run being timed.
-async fn process(url: &str, concurrency: usize, jobs_n: usize) -> anyhow::Result<f64> {
+async fn process(url: &str, concurrency: usize, jobs_n: usize) -> anyhow::Result<(f64, CpuTime)> {
     let opts = WorkerOptions {
         concurrency,
         ..Default::default()
@@ -61,15 +61,90 @@ async fn process(url: &str, concurrency: usize, jobs_n: usize) -> anyhow::Result
     let worker = Worker::new(url, Registry::with_builtins(), opts)?;
     let metrics = worker.metrics();
     let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let cpu_before = CpuTime::now();
     let t = Instant::now();
     let handle = tokio::spawn(worker.run(shutdown));
     while metrics.job_completed_total.get(&["default", "noop"]) < jobs_n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = jobs_n as f64 / t.elapsed().as_secs_f64();
+    let cpu = CpuTime::now().since(&cpu_before);
     let _ = stop.send(true);
     handle.await??;
-    Ok(rate)
+    Ok((rate, cpu))
+}
+
+/// CPU time (user + system) of this process and of the local PostgreSQL
+/// server, from /proc. Rates on a shared machine swing by ±20 % between
+/// runs a minute apart; the CPU a job costs moves far less, so A/B
+/// comparisons (features-ab.sh) report both. PostgreSQL's share is every
+/// live `postgres` process plus what the postmaster's exited children
+/// used (its cutime/cstime), so backends and autovacuum workers that came
+/// and went are counted too. All zero where /proc is missing.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuTime {
+    worker_s: f64,
+    postgres_s: f64,
+}
+
+impl CpuTime {
+    fn now() -> Self {
+        // Clock ticks per second: 100 on every Linux this runs on.
+        const TICKS: f64 = 100.0;
+        let fields = |stat: &str| -> Option<(String, Vec<u64>)> {
+            let (head, tail) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_string();
+            let nums = tail
+                .split(' ')
+                .map(|f| f.parse().unwrap_or(0))
+                .collect::<Vec<u64>>();
+            Some((comm, nums))
+        };
+        // After "pid (comm) ": state=0 ppid=1 … utime=11 stime=12
+        // cutime=13 cstime=14.
+        let mut cpu = CpuTime::default();
+        if let Some((_, n)) = std::fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|s| fields(&s))
+        {
+            cpu.worker_s = (n.get(11).unwrap_or(&0) + n.get(12).unwrap_or(&0)) as f64 / TICKS;
+        }
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return cpu;
+        };
+        for entry in dir.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            let Some((comm, n)) = fields(&stat) else {
+                continue;
+            };
+            if comm != "postgres" {
+                continue;
+            }
+            let get = |i: usize| *n.get(i).unwrap_or(&0);
+            let mut ticks = get(11) + get(12);
+            if get(1) == 1 || !is_postgres(get(1)) {
+                // The postmaster: add its exited children.
+                ticks += get(13) + get(14);
+            }
+            cpu.postgres_s += ticks as f64 / TICKS;
+        }
+        cpu
+    }
+
+    fn since(&self, before: &CpuTime) -> CpuTime {
+        CpuTime {
+            worker_s: self.worker_s - before.worker_s,
+            postgres_s: self.postgres_s - before.postgres_s,
+        }
+    }
+}
+
+/// Whether `pid` is a `postgres` process (to tell the postmaster, whose
+/// parent is not, from its children).
+fn is_postgres(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres")
 }
 
 #[tokio::main]
@@ -113,6 +188,7 @@ async fn main() -> anyhow::Result<()> {
     //    concurrency set (every other option at its default, as a user who
     //    sets only WORKER_CONCURRENCY gets).
     let mut by_concurrency = serde_json::Map::new();
+    let mut cpu_by_concurrency = serde_json::Map::new();
     let mut first = true;
     for &c in &concurrencies {
         if !first {
@@ -120,14 +196,26 @@ async fn main() -> anyhow::Result<()> {
             enqueue_all(&queue, &all, chunk).await?;
         }
         first = false;
-        let rate = process(&url, c, jobs_n).await?;
+        let (rate, cpu) = process(&url, c, jobs_n).await?;
         let done: i64 = admin
             .query_one("SELECT count(*) FROM jobs WHERE status = 'succeeded'", &[])
             .await?
             .get(0);
         assert_eq!(done as usize, jobs_n, "every job succeeded");
-        eprintln!("    concurrency {c}: {rate:.0} jobs/s");
+        let per_job_us = |s: f64| s * 1e6 / jobs_n as f64;
+        eprintln!(
+            "    concurrency {c}: {rate:.0} jobs/s (CPU per job: worker {:.1} µs, PostgreSQL {:.1} µs)",
+            per_job_us(cpu.worker_s),
+            per_job_us(cpu.postgres_s)
+        );
         by_concurrency.insert(c.to_string(), rate.into());
+        cpu_by_concurrency.insert(
+            c.to_string(),
+            serde_json::json!({
+                "worker_us_per_job": per_job_us(cpu.worker_s),
+                "postgres_us_per_job": per_job_us(cpu.postgres_s),
+            }),
+        );
     }
     let process_rate = concurrencies
         .last()
@@ -144,7 +232,7 @@ async fn main() -> anyhow::Result<()> {
         reset(&admin).await?;
         admin.simple_query("CHECKPOINT").await?;
         enqueue_all(&queue, &all, chunk).await?;
-        let empty = process(&url, c, jobs_n).await?;
+        let empty = process(&url, c, jobs_n).await?.0;
         reset(&admin).await?;
         let t = Instant::now();
         admin
@@ -164,7 +252,7 @@ async fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
         enqueue_all(&queue, &all, chunk).await?;
-        let with_finished = process(&url, c, jobs_n).await?;
+        let with_finished = process(&url, c, jobs_n).await?.0;
         reset(&admin).await?;
         let t = Instant::now();
         admin
@@ -183,7 +271,7 @@ async fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
         enqueue_all(&queue, &all, chunk).await?;
-        let with_queued = process(&url, c, jobs_n).await?;
+        let with_queued = process(&url, c, jobs_n).await?.0;
         let measured_first: i64 = admin
             .query_one(
                 "SELECT count(*) FROM jobs WHERE priority = 0 AND status = 'succeeded'",
@@ -307,6 +395,7 @@ async fn main() -> anyhow::Result<()> {
         "enqueue_http_jobs_per_s": http_rate,
         "process_jobs_per_s": process_rate,
         "process_by_concurrency": by_concurrency,
+        "process_cpu_by_concurrency": cpu_by_concurrency,
         "growth": growth,
         "latency_p50_ms": pct(0.50),
         "latency_p99_ms": pct(0.99),

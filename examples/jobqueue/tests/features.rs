@@ -257,6 +257,85 @@ async fn groups_share_a_queue_fairly() {
     );
 }
 
+/// Group fetchers are woken by `NOTIFY jobqueue, 'group'` sent by the code
+/// (migration 5 dropped the row triggers that used to send it): with a poll
+/// interval of a minute, only the wake-ups can make these jobs run within
+/// seconds. Covered: a grouped insert (single and batch), a grouped job's
+/// completion freeing its group's place for the other worker, and a
+/// running grouped job cancelled through the API.
+#[tokio::test]
+async fn group_places_are_announced_without_waiting_for_the_poll() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let slow_poll = || WorkerOptions {
+        concurrency: 2,
+        group_concurrency: 1,
+        poll_interval: Duration::from_secs(60),
+        ..options(&["default"])
+    };
+    let a = start(&db, Registry::with_builtins(), slow_poll());
+    let b = start(&db, Registry::with_builtins(), slow_poll());
+    // Both workers have looked once and are asleep until a NOTIFY.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let t = Instant::now();
+    q.enqueue(&NewJob::new("sleep").group("g").payload(json!({"ms": 200})))
+        .await
+        .unwrap();
+    q.enqueue_batch(&[
+        NewJob::new("sleep").group("g").payload(json!({"ms": 200})),
+        NewJob::new("sleep").group("g").payload(json!({"ms": 200})),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || db.count("status = 'succeeded'")
+            == 3)
+        .await,
+        "grouped jobs waited for the poll: {} succeeded after {:?}",
+        db.count("status = 'succeeded'"),
+        t.elapsed()
+    );
+    // One at a time (limit 1), each started right after the previous one.
+    let iv = intervals(&db, "group_key", "true");
+    assert_eq!(max_overlap(&iv["g"]), 1, "group limit held");
+
+    // A running grouped job cancelled: its place is free at once.
+    let (long, _) = q
+        .enqueue(
+            &NewJob::new("sleep")
+                .group("h")
+                .payload(json!({"ms": 30000})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || db
+            .count(&format!("id = {} AND status = 'running'", long.id))
+            == 1)
+        .await
+    );
+    let (next, _) = q
+        .enqueue(&NewJob::new("sleep").group("h").payload(json!({"ms": 10})))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        db.count(&format!("id = {} AND status = 'queued'", next.id)),
+        1,
+        "the group's only place is taken"
+    );
+    q.cancel(long.id).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || db
+            .count(&format!("id = {} AND status = 'succeeded'", next.id))
+            == 1)
+        .await,
+        "the cancelled job's place was not announced"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// `WORKER_QUEUES=bulk:2,mail:1`: each queue has its own slots; a flood
 /// in `bulk` never delays `mail`, and neither exceeds its concurrency.
 #[tokio::test]

@@ -21,7 +21,12 @@ impl Queue {
              RETURNING {JOB_COLUMNS}"
         );
         if let Some(row) = client.query_opt(&sql, &[&id]).await? {
-            return Ok(Job::from_row(&row)?);
+            let job = Job::from_row(&row)?;
+            if job.group.is_some() {
+                // It may have held a place in its group.
+                client.execute(super::NOTIFY_GROUP, &[]).await?;
+            }
+            return Ok(job);
         }
         drop(client);
         let job = self.get(id).await?;

@@ -18,8 +18,8 @@
 //!
 //! The locks end with the transaction. Jobs leave `running` without any
 //! lock (completion, failure, reaper): that only frees places, and the
-//! `jobs_notify_group` trigger (migration 3) wakes the workers waiting
-//! for one.
+//! code that frees one sends `NOTIFY jobqueue, 'group'` (`NOTIFY_GROUP`
+//! in `mod.rs`) to wake the workers waiting for one.
 
 use std::time::Duration;
 

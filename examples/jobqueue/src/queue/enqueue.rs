@@ -13,7 +13,7 @@ use tokio_postgres::GenericClient;
 
 use crate::job::{Job, NewJob, JOB_COLUMNS};
 
-use super::{insert_params, Queue, QueueError};
+use super::{insert_params, Queue, QueueError, NOTIFY_GROUP};
 
 /// The insert; `ON CONFLICT` names the partial unique index's predicate so
 /// PostgreSQL can infer it.
@@ -41,11 +41,25 @@ impl Queue {
         let client = self.pool.get().await?;
         let stmt = client.prepare_cached(&insert_sql()).await?;
         let rows = client.query(&stmt, &insert_params(job).all()).await?;
-        if let Some(row) = rows.first() {
-            return Ok((Job::from_row(row)?, true));
-        }
-        resolve_conflict(&**client, job).await
+        let result = match rows.first() {
+            Some(row) => (Job::from_row(row)?, true),
+            None => resolve_conflict(&**client, job).await?,
+        };
+        wake_group(&**client, &result).await?;
+        Ok(result)
     }
+}
+
+/// A grouped job was inserted: wake the group fetchers (at commit, in the
+/// caller's transaction).
+async fn wake_group<C: GenericClient + Sync>(
+    client: &C,
+    (job, inserted): &(Job, bool),
+) -> Result<(), QueueError> {
+    if *inserted && job.group.is_some() {
+        client.execute(NOTIFY_GROUP, &[]).await?;
+    }
+    Ok(())
 }
 
 /// Enqueues `job` through `client`: a transaction of yours
@@ -60,10 +74,12 @@ pub async fn enqueue_tx<C: GenericClient + Sync>(
     let rows = client
         .query(&insert_sql(), &insert_params(job).all())
         .await?;
-    if let Some(row) = rows.first() {
-        return Ok((Job::from_row(row)?, true));
-    }
-    resolve_conflict(client, job).await
+    let result = match rows.first() {
+        Some(row) => (Job::from_row(row)?, true),
+        None => resolve_conflict(client, job).await?,
+    };
+    wake_group(client, &result).await?;
+    Ok(result)
 }
 
 /// The insert met a live key: return that job, or release an expired key

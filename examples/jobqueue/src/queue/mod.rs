@@ -25,6 +25,12 @@
 //! has expired and the job was re-queued (or re-claimed, or cancelled), the
 //! old holder's writes match nothing. Writes take arrays (`unnest`) so a
 //! whole batch costs one round trip.
+//!
+//! Wake-ups: a statement trigger sends `NOTIFY jobqueue, ''` on every
+//! insert (workers' fetchers look at their queues). Grouped jobs wake the
+//! group fetchers with `'group'`, sent by the code here ([`NOTIFY_GROUP`])
+//! when it queues a grouped job or frees a group's place — not by row
+//! triggers, which cost every job (migration 5).
 
 mod cancel;
 mod claim;
@@ -181,6 +187,18 @@ impl std::fmt::Debug for Queue {
     }
 }
 
+/// Wakes every worker's group fetchers. Sent after queueing a grouped job
+/// (enqueue, retry, release, reap) or after a grouped job left `running`
+/// (the completer, cancel, reap); inside a transaction it is delivered at
+/// commit. A wake-up lost anyway (a crash between the write and this)
+/// costs at most the group fetchers' poll interval.
+pub(crate) const NOTIFY_GROUP: &str = "SELECT pg_notify('jobqueue', 'group')";
+
+/// Both wake-ups at once: rows that may be grouped or not came back to
+/// `queued` (release, reap, retry).
+pub(crate) const NOTIFY_ALL: &str =
+    "SELECT pg_notify('jobqueue', ''), pg_notify('jobqueue', 'group')";
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -192,6 +210,12 @@ impl Queue {
 
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Sends [`NOTIFY_GROUP`]: grouped jobs left `running`.
+    pub(crate) async fn notify_group(&self) -> Result<(), QueueError> {
+        self.pool.get().await?.execute(NOTIFY_GROUP, &[]).await?;
+        Ok(())
     }
 }
 

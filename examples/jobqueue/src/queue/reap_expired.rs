@@ -33,10 +33,10 @@ impl Queue {
             .filter(|r| r.get::<_, &str>(0) == "dead")
             .count() as u64;
         let requeued = rows.len() as u64 - dead;
-        if requeued > 0 {
-            client
-                .execute("SELECT pg_notify('jobqueue', '')", &[])
-                .await?;
+        if !rows.is_empty() {
+            // Re-queued jobs for the fetchers; for the group fetchers, also
+            // the places the reaped jobs held in their groups.
+            client.execute(super::NOTIFY_ALL, &[]).await?;
         }
         Ok((requeued, dead))
     }

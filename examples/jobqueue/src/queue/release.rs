@@ -17,9 +17,7 @@ impl Queue {
         let released = self.fenced(RELEASE, leases, None).await?;
         if !released.is_empty() {
             let client = self.pool.get().await?;
-            client
-                .execute("SELECT pg_notify('jobqueue', '')", &[])
-                .await?;
+            client.execute(super::NOTIFY_ALL, &[]).await?;
         }
         Ok(released)
     }

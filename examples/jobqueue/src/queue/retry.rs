@@ -16,13 +16,15 @@ impl Queue {
              RETURNING {JOB_COLUMNS}"
         );
         if let Some(row) = client.query_opt(&sql, &[&id]).await? {
-            client
-                .execute(
-                    "SELECT pg_notify('jobqueue', $1)",
-                    &[&Job::from_row(&row)?.queue],
-                )
-                .await?;
-            return Ok(Job::from_row(&row)?);
+            let job = Job::from_row(&row)?;
+            if job.group.is_some() {
+                client.execute(super::NOTIFY_GROUP, &[]).await?;
+            } else {
+                client
+                    .execute("SELECT pg_notify('jobqueue', $1)", &[&job.queue])
+                    .await?;
+            }
+            return Ok(job);
         }
         drop(client);
         let job = self.get(id).await?;

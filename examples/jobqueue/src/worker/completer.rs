@@ -96,8 +96,9 @@ impl Outbox {
         let mut kept = Vec::new();
         for o in items.drain(..) {
             // Outputs are stored by the completer (`complete_with_output`):
-            // the fetcher's combined statement stays narrow.
-            if o.result.is_ok() && o.output.is_none() && taken.len() < max {
+            // the fetcher's combined statement stays narrow. So are grouped
+            // jobs: the completer sends the wake-up their places need.
+            if o.result.is_ok() && o.output.is_none() && !o.grouped && taken.len() < max {
                 taken.push(o);
             } else {
                 kept.push(o);
@@ -214,6 +215,13 @@ impl Completer {
                 }
             }
         };
+        if batch.iter().any(|o| o.grouped) {
+            // Places in groups are free: wake the group fetchers of every
+            // worker. Best effort: their poll is the fallback.
+            if let Err(e) = self.queue.notify_group().await {
+                tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "waking group fetchers failed; they find the free places at their next poll");
+            }
+        }
         let completed: HashSet<i64> = completed.into_iter().collect();
         let failed: HashMap<i64, Status> = failed.into_iter().collect();
         record(

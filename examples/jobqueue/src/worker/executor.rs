@@ -32,6 +32,9 @@ pub(crate) struct Outcome {
     pub result: JobResult,
     /// What the handler set with `JobContext::set_output` (successes only).
     pub output: Option<serde_json::Value>,
+    /// A grouped job: storing its outcome frees a place in its group, so
+    /// the completer wakes every worker's group fetchers.
+    pub grouped: bool,
     /// Frees the slot when the outcome is stored (dropped).
     pub permit: OwnedSemaphorePermit,
 }
@@ -125,6 +128,7 @@ impl Executor {
                         attempt: job.attempt,
                         result,
                         output,
+                        grouped: job.group.is_some(),
                         permit,
                     });
                 }

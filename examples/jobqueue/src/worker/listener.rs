@@ -48,7 +48,8 @@ pub(crate) async fn run(
                                         }
                                     } else if n.payload().is_empty() || queues.iter().any(|q| q == n.payload()) {
                                         // Inserts (and resume): the fetchers.
-                                        // Grouped inserts also send 'group'.
+                                        // Grouped inserts also send 'group'
+                                        // (queue/mod.rs, NOTIFY_GROUP).
                                         for w in &wakes {
                                             w.notify_one();
                                         }
