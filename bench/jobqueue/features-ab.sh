@@ -1,30 +1,34 @@
 #!/usr/bin/env bash
 # bench/jobqueue/features-ab.sh: what the features of the job queue (groups,
 # per-queue lanes, pause, timeouts, output, progress, expiring uniqueness)
-# cost a user who uses none of them. Builds the bench harness at BASE (a
-# commit before the features) and at the working tree, then measures both
-# on the same PostgreSQL in alternating order, round after round, and
-# prints per concurrency the median of the per-round ratios new/base of
-# processing rate (no-op jobs) and of CPU time per processed job, enqueue
-# rate and latency p99.
+# cost a user who uses none of them. Builds one bench harness (the working
+# tree's examples/bench.rs) against BASE (a commit before the features) and
+# against the working tree, then measures both on the same PostgreSQL:
+# processing of no-op jobs in pairs (base and new back to back at one
+# concurrency, order alternating), then enqueue and latency in whole runs.
+# Prints the median of the per-pair ratios new/base of processing rate, of
+# CPU time per processed job (worker + PostgreSQL), of enqueue rates and of
+# latency p99. Raw results: bench/out/features-ab.jsonl.
 # Target: ratio >= 0.95. Not a test: a slow machine never fails it.
 #
 #   bench/jobqueue/features-ab.sh
 #
 # Env: BASE [1f72564, the last commit before the features], BENCH_PG_URL
-# [postgres://postgres@127.0.0.1:5432], ROUNDS [5], BENCH_JOBS [50000],
+# [postgres://postgres@127.0.0.1:5432], ROUNDS [7] (processing pairs per
+# concurrency), ENQUEUE_ROUNDS [3], BENCH_JOBS [50000],
 # BENCH_CONCURRENCIES [24,200,2048].
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BASE=${BASE:-1f72564}
 PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
+ENQUEUE_ROUNDS=${ENQUEUE_ROUNDS:-3}
 export BENCH_JOBS=${BENCH_JOBS:-50000} BENCH_GROWTH=0 BENCH_LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
 export BENCH_CONCURRENCIES=${BENCH_CONCURRENCIES:-24,200,2048}
 WT=$(mktemp -d /tmp/jobqueue-base.XXXXXX)
-trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true; for d in bench_jq_base bench_jq_new; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
 git -C "$ROOT" worktree add -q --detach "$WT" "$BASE"
+trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true' EXIT
 # One harness for both sides: the working tree's bench.rs measures BASE too
 # (it needs only the API that BASE already had).
 cp "$ROOT/examples/jobqueue/examples/bench.rs" "$WT/examples/jobqueue/examples/bench.rs"
@@ -33,43 +37,73 @@ echo "building the harness at $BASE and at the working tree (release)…"
 (cd "$ROOT" && cargo build -q --release -p jobqueue --bin jobqueue --example bench)
 BASE_DIR="$ROOT/target/features-ab-base/release"
 NEW_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-OUT=$(mktemp)
-run() { # label dir
-  psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS bench_jq_$1" -c "CREATE DATABASE bench_jq_$1" >/dev/null
-  BENCH_DATABASE_URL="$PG/bench_jq_$1" JOBQUEUE_BIN="$2/jobqueue" "$2/examples/bench" 2>/dev/null \
-    | sed "s/^/$1 $round /" >>"$OUT"
+mkdir -p "$ROOT/bench/out"
+OUT="$ROOT/bench/out/features-ab.jsonl"
+: >"$OUT"
+trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true; for d in bench_jq_base bench_jq_new; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
+run() { # label dir tag [env…]: one harness run on a fresh database
+  local label=$1 dir=$2 tag=$3; shift 3
+  psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS bench_jq_$label" -c "CREATE DATABASE bench_jq_$label" >/dev/null
+  env BENCH_DATABASE_URL="$PG/bench_jq_$label" "$@" "$dir/examples/bench" 2>/dev/null \
+    | sed "s/^/$label $tag /" >>"$OUT"
 }
-echo "PostgreSQL $(psql "$PG/postgres" -tAXc 'SHOW server_version'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BENCH_JOBS jobs; $ROUNDS rounds"
+echo "PostgreSQL $(psql "$PG/postgres" -tAXc 'SHOW server_version'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $BENCH_JOBS jobs; $ROUNDS processing rounds, $ENQUEUE_ROUNDS enqueue/latency rounds"
+# Processing: base and new back to back at one concurrency at a time (a
+# few seconds apart), in alternating order; this machine's slow and fast
+# spells last tens of seconds, so a pair mostly sees the same spell.
+IFS=, read -r -a CONCURRENCIES <<<"$BENCH_CONCURRENCIES"
+i=0
 for round in $(seq 1 "$ROUNDS"); do
-  if [ $((round % 2)) = 1 ]; then run base "$BASE_DIR"; run new "$NEW_DIR"; else run new "$NEW_DIR"; run base "$BASE_DIR"; fi
-  echo "  round $round done (load $(cut -d' ' -f1 /proc/loadavg))"
+  for c in "${CONCURRENCIES[@]}"; do
+    i=$((i + 1))
+    pair=(base "$BASE_DIR" new "$NEW_DIR")
+    [ $((i % 2)) = 0 ] && pair=(new "$NEW_DIR" base "$BASE_DIR")
+    for k in 0 2; do
+      run "${pair[$k]}" "${pair[$((k + 1))]}" "p$round" BENCH_CONCURRENCIES="$c" BENCH_LATENCY_JOBS=0
+    done
+  done
+  echo "  processing round $round done (load $(cut -d' ' -f1 /proc/loadavg))"
+done
+# Enqueue (library and HTTP) and latency: whole runs, alternating.
+for round in $(seq 1 "$ENQUEUE_ROUNDS"); do
+  if [ $((round % 2)) = 1 ]; then order="base new"; else order="new base"; fi
+  for label in $order; do
+    dir=$BASE_DIR; [ "$label" = new ] && dir=$NEW_DIR
+    run "$label" "$dir" "e$round" BENCH_CONCURRENCIES=200 JOBQUEUE_BIN="$dir/jobqueue"
+  done
+  echo "  enqueue/latency round $round done (load $(cut -d' ' -f1 /proc/loadavg))"
 done
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
-rows = {}
+runs = {}  # (tag, concurrency) -> {label: result}: one pair
 for line in open(sys.argv[1]):
-    label, rnd, js = line.split(" ", 2)
-    rows.setdefault(int(rnd), {})[label] = json.loads(js)
-def ratios(get):
-    return [get(r["new"]) / get(r["base"]) for r in rows.values() if "new" in r and "base" in r and get(r["base"])]
-print(f"{'measure':<28}{'base (median)':>15}{'new (median)':>15}{'new/base per round':>40}{'median':>8}")
+    label, tag, js = line.split(" ", 2)
+    r = json.loads(js)
+    runs.setdefault((tag, tuple(sorted(r["process_by_concurrency"]))), {})[label] = r
+pairs = [p for p in runs.values() if "base" in p and "new" in p]
+print(f"{'measure':<28}{'base (median)':>15}{'new (median)':>15}  {'new/base per pair':<48}{'median':>7}")
 def line(name, get, lower_is_better=False):
-    b = statistics.median(get(r["base"]) for r in rows.values())
-    n = statistics.median(get(r["new"]) for r in rows.values())
-    rs = ratios(get)
+    got = [(get(p["base"]), get(p["new"])) for p in pairs]
+    got = [(b, n) for b, n in got if b and n and b == b and n == n]
+    if not got:
+        return
+    rs = [n / b for b, n in got]
     if lower_is_better:
-        rs = [1 / x for x in rs if x]
-    print(f"{name:<28}{b:>15.1f}{n:>15.1f}{' '.join(f'{x:.2f}' for x in rs):>40}{statistics.median(rs):>8.2f}")
-first = next(iter(rows.values()))["new"]
-for c in sorted(first["process_by_concurrency"], key=int):
-    line(f"process c{c} (jobs/s)", lambda r, c=c: r["process_by_concurrency"][c])
-for c in sorted(first["process_by_concurrency"], key=int):
-    if "process_cpu_by_concurrency" in first:
-        cpu = lambda r, c=c: r["process_cpu_by_concurrency"][c]["worker_us_per_job"] + r["process_cpu_by_concurrency"][c]["postgres_us_per_job"]
-        line(f"CPU/job c{c} (µs, inverted)", cpu, lower_is_better=True)
-line("enqueue library (jobs/s)", lambda r: r["enqueue_jobs_per_s"])
+        rs = [1 / x for x in rs]
+    each = " ".join(f"{x:.2f}" for x in rs)
+    print(f"{name:<28}{statistics.median(b for b, _ in got):>15.1f}{statistics.median(n for _, n in got):>15.1f}  {each:<48}{statistics.median(rs):>7.2f}")
+processing = lambda r: r["enqueue_http_jobs_per_s"] is None  # the processing-only runs
+cs = sorted({c for p in pairs for c in p["new"]["process_by_concurrency"]}, key=int)
+for c in cs:
+    line(f"process c{c} (jobs/s)", lambda r, c=c: r["process_by_concurrency"].get(c) if processing(r) else None)
+for c in cs:
+    def cpu(r, c=c):
+        u = r.get("process_cpu_by_concurrency", {}).get(c)
+        return u["worker_us_per_job"] + u["postgres_us_per_job"] if u and processing(r) else None
+    line(f"CPU/job c{c} (µs, inverted)", cpu, lower_is_better=True)
+line("enqueue library (jobs/s)", lambda r: None if processing(r) else r["enqueue_jobs_per_s"])
 line("enqueue HTTP (jobs/s)", lambda r: r["enqueue_http_jobs_per_s"])
-line("latency p99 (ms, inverted)", lambda r: r["latency_p99_ms"], lower_is_better=True)
-print("target: every median ratio >= 0.95 (new at most 5 % slower). CPU/job is the CPU time (worker process")
-print("plus every PostgreSQL process) per processed job: it moves far less between runs than a rate does.")
+line("latency p99 (ms, inverted)", lambda r: None if processing(r) else r["latency_p99_ms"], lower_is_better=True)
+print("target: every median ratio >= 0.95 (new at most 5 % slower). Processing pairs ran back to back at one")
+print("concurrency; CPU/job is the CPU time of the worker process plus every PostgreSQL process, per job.")
 PY
