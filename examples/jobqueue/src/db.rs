@@ -83,6 +83,19 @@ fn config(url: &str) -> Result<(tokio_postgres::Config, berth_tls::pg::MakeTls)>
     if cfg.get_application_name().is_none() {
         cfg.application_name("jobqueue");
     }
+    // No JIT: every statement here is short, and PostgreSQL compiles one
+    // whenever its plan is estimated above `jit_above_cost`, which a
+    // re-planned statement can reach at any time. The group fetcher's
+    // candidate search (a recursive CTE, estimated at ~57,000 on a table
+    // of 150,000 jobs) spent 197 ms compiling for 0.2 ms of work, once a
+    // poll: a fifth of a core while no job had a group
+    // (bench/jobqueue/features-ab.sh). First, so a URL's own
+    // `options=-c jit=on` still wins.
+    let options = match cfg.get_options() {
+        Some(o) if !o.is_empty() => format!("-c jit=off {o}"),
+        _ => "-c jit=off".to_string(),
+    };
+    cfg.options(&options);
     cfg.keepalives(true);
     Ok((cfg, tls))
 }

@@ -614,3 +614,23 @@ async fn claim_and_complete_is_fenced() {
     assert!(!completed.contains(&held[3].id));
     assert_eq!(claimed.len(), 5);
 }
+
+/// Every connection runs without JIT (db.rs says why: a re-planned
+/// statement can cross `jit_above_cost` and compile for 200 ms); a URL's
+/// own `options` still wins.
+#[tokio::test]
+async fn connections_run_without_jit_unless_the_url_asks() {
+    let db = Db::start().await;
+    let show_jit = |url: String| async move {
+        let queue = jobqueue::connect(&url, 1).unwrap();
+        let client = queue.pool().get().await.unwrap();
+        let row = client.query_one("SHOW jit", &[]).await.unwrap();
+        row.get::<_, String>(0)
+    };
+    assert_eq!(show_jit(db.url.clone()).await, "off");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    assert_eq!(
+        show_jit(format!("{}{sep}options=-c%20jit%3Don", db.url)).await,
+        "on"
+    );
+}
