@@ -75,9 +75,11 @@ async fn process(url: &str, concurrency: usize, jobs_n: usize) -> anyhow::Result
 }
 
 /// CPU time (user + system) of this process and of the local PostgreSQL
-/// server, from /proc. Rates on a shared machine swing by ±20 % between
-/// runs a minute apart; the CPU a job costs moves far less, so A/B
-/// comparisons (features-ab.sh) report both. PostgreSQL's share is every
+/// server, from /proc. A rate says how fast; CPU per job says where the
+/// cost is (worker or database), which is what an A/B comparison
+/// (features-ab.sh) needs to find a regression. Both swing with this
+/// VM's slow spells, so compare them only in back-to-back pairs.
+/// PostgreSQL's share is every
 /// live `postgres` process plus what the postmaster's exited children
 /// used (its cutime/cstime), so backends and autovacuum workers that came
 /// and went are counted too. All zero where /proc is missing.

@@ -310,8 +310,7 @@ async fn group_places_are_announced_without_waiting_for_the_poll() {
         .unwrap();
     assert!(
         eventually(Duration::from_secs(20), || db
-            .count(&format!("id = {} AND status = 'running'", long.id))
-            == 1)
+            .has_status(long.id, "running"))
         .await
     );
     let (next, _) = q
@@ -319,16 +318,14 @@ async fn group_places_are_announced_without_waiting_for_the_poll() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        db.count(&format!("id = {} AND status = 'queued'", next.id)),
-        1,
+    assert!(
+        db.has_status(next.id, "queued"),
         "the group's only place is taken"
     );
     q.cancel(long.id).await.unwrap();
     assert!(
         eventually(Duration::from_secs(20), || db
-            .count(&format!("id = {} AND status = 'succeeded'", next.id))
-            == 1)
+            .has_status(next.id, "succeeded"))
         .await,
         "the cancelled job's place was not announced"
     );
@@ -368,8 +365,7 @@ async fn queues_have_their_own_concurrency() {
     let t0 = Instant::now();
     assert!(
         eventually(Duration::from_secs(10), || db
-            .count(&format!("id = {} AND status = 'succeeded'", mail.id))
-            == 1)
+            .has_status(mail.id, "succeeded"))
         .await
     );
     let mail_latency = t0.elapsed();
@@ -525,12 +521,7 @@ async fn timed_out_handler_is_aborted_and_its_attempt_counted() {
         .unwrap();
     let w = start(&db, registry, options(&["default"]));
     let t0 = Instant::now();
-    assert!(
-        eventually(Duration::from_secs(20), || db
-            .count(&format!("id = {} AND status = 'dead'", job.id))
-            == 1)
-        .await
-    );
+    assert!(eventually(Duration::from_secs(20), || db.has_status(job.id, "dead")).await);
     let took = t0.elapsed();
     w.stop().await;
     let job = q.get(job.id).await.unwrap();

@@ -123,8 +123,7 @@ async fn worker_waits_for_run_at_and_wakes_on_notify() {
     let started = std::time::Instant::now();
     assert!(
         eventually(Duration::from_secs(5), || db
-            .count(&format!("id = {} AND status = 'succeeded'", job.id))
-            == 1)
+            .has_status(job.id, "succeeded"))
         .await,
         "NOTIFY did not wake the worker"
     );
@@ -145,8 +144,7 @@ async fn worker_waits_for_run_at_and_wakes_on_notify() {
     );
     assert!(
         eventually(Duration::from_secs(10), || db
-            .count(&format!("id = {} AND status = 'succeeded'", later.id))
-            == 1)
+            .has_status(later.id, "succeeded"))
         .await
     );
     let finished: String = db.sql(&format!(

@@ -84,12 +84,10 @@ impl Queue {
         // Jobs that use neither groups nor timeouts (nearly all) go through
         // the narrow statement of the time before those features, so they
         // do not pay for two more arrays of NULLs to send and unnest.
+        let any_grouped = jobs.iter().any(|j| j.group.is_some());
         let groups: Vec<Option<&str>>;
         let timeouts: Vec<Option<i32>>;
-        let (sql, types) = if jobs
-            .iter()
-            .any(|j| j.group.is_some() || j.timeout_seconds.is_some())
-        {
+        let (sql, types) = if any_grouped || jobs.iter().any(|j| j.timeout_seconds.is_some()) {
             groups = jobs.iter().map(|j| j.group.as_deref()).collect();
             timeouts = jobs.iter().map(|j| j.timeout_seconds).collect();
             params.push(&groups);
@@ -101,7 +99,7 @@ impl Queue {
         let stmt = client.prepare_typed_cached(sql, types).await?;
         // A single statement is atomic: no explicit transaction needed.
         let rows = client.query(&stmt, &params).await?;
-        if jobs.iter().any(|j| j.group.is_some()) {
+        if any_grouped {
             client.execute(NOTIFY_GROUP, &[]).await?;
         }
         // ids come from one sequence in row order: ascending = input order.

@@ -188,14 +188,15 @@ impl std::fmt::Debug for Queue {
 }
 
 /// Wakes every worker's group fetchers. Sent after queueing a grouped job
-/// (enqueue, retry, release, reap) or after a grouped job left `running`
-/// (the completer, cancel, reap); inside a transaction it is delivered at
-/// commit. A wake-up lost anyway (a crash between the write and this)
-/// costs at most the group fetchers' poll interval.
+/// (enqueue, retry) or after a grouped job left `running` (the completer,
+/// cancel); release and the reaper send [`NOTIFY_ALL`]. Inside a
+/// transaction it is delivered at commit. A wake-up lost anyway (a crash
+/// between the write and this) costs at most the group fetchers' poll
+/// interval.
 pub(crate) const NOTIFY_GROUP: &str = "SELECT pg_notify('jobqueue', 'group')";
 
 /// Both wake-ups at once: rows that may be grouped or not came back to
-/// `queued` (release, reap, retry).
+/// `queued` or left `running` (release at drain, the reaper).
 pub(crate) const NOTIFY_ALL: &str =
     "SELECT pg_notify('jobqueue', ''), pg_notify('jobqueue', 'group')";
 

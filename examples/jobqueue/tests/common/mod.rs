@@ -45,6 +45,11 @@ impl Db {
             .parse()
             .expect("count")
     }
+
+    /// Whether job `id` is in `status` (one of the `jobs.status` values).
+    pub fn has_status(&self, id: i64, status: &str) -> bool {
+        self.count(&format!("id = {id} AND status = '{status}'")) == 1
+    }
 }
 
 /// Polls `f` until it returns true or `timeout` passes.
