@@ -583,7 +583,7 @@ async fn claim_and_complete_is_fenced() {
         (held[1].id, held[1].lease_token.wrapping_add(1)), // stale token
     ];
     let (claimed, completed) = q
-        .claim_and_complete(&queues, 5, lease, "w", &done)
+        .claim_and_complete(&queues, 5, lease, "w", &done, None)
         .await
         .unwrap();
     assert_eq!(completed, vec![held[0].id]);
@@ -605,7 +605,7 @@ async fn claim_and_complete_is_fenced() {
     let mut done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
     done[3].1 = done[3].1.wrapping_add(1); // stale token
     let (claimed, completed) = q
-        .claim_and_complete(&queues, 5, lease, "w", &done)
+        .claim_and_complete(&queues, 5, lease, "w", &done, None)
         .await
         .unwrap();
     assert_eq!(completed.len(), many - 1);
@@ -631,4 +631,147 @@ async fn connections_run_without_jit_unless_the_url_asks() {
         show_jit(format!("{}{sep}options=-c%20jit%3Don", db.url)).await,
         "on"
     );
+}
+
+/// A claim from a position ([`jobqueue::queue::ClaimFrom`]) starts its
+/// scan there: it takes the jobs at and after it of the same priority,
+/// passes over a job before it and lower priorities, and both forms are
+/// fenced and stored in one statement as before. A claim without a
+/// position takes what was passed over.
+#[tokio::test]
+async fn a_claim_from_a_position_starts_there_and_a_full_claim_does_not() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let t0 = Utc::now() - chrono::Duration::seconds(60);
+    let at = |s: i64| t0 + chrono::Duration::seconds(s);
+    let ids = q
+        .enqueue_batch(&[
+            NewJob::new("noop").run_at(at(1)),
+            NewJob::new("noop").run_at(at(2)),
+            NewJob::new("noop").run_at(at(3)),
+            NewJob::new("noop").run_at(at(4)).priority(-1),
+        ])
+        .await
+        .unwrap();
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let first = q.claim(&queues, 1, lease, "w").await.unwrap();
+    assert_eq!(first[0].id, ids[0]);
+    let from = jobqueue::queue::ClaimFrom::of(&first[0]);
+    // Something lands before the position: a run_at in the past.
+    let early = q
+        .enqueue(&NewJob::new("noop").run_at(at(0)))
+        .await
+        .unwrap()
+        .0
+        .id;
+    let done = [(first[0].id, first[0].lease_token)];
+    let (claimed, completed) = q
+        .claim_and_complete(&queues, 10, lease, "w", &done, Some(&from))
+        .await
+        .unwrap();
+    assert_eq!(completed, vec![ids[0]]);
+    let got: Vec<i64> = claimed.iter().map(|j| j.id).collect();
+    assert_eq!(
+        got,
+        vec![ids[1], ids[2]],
+        "from the position, same priority"
+    );
+    let none = q
+        .claim_from(&queues, 10, lease, "w", Some(&from))
+        .await
+        .unwrap();
+    assert!(
+        none.is_empty(),
+        "the early job and priority -1 are passed over"
+    );
+    let full = q.claim(&queues, 10, lease, "w").await.unwrap();
+    let got: Vec<i64> = full.iter().map(|j| j.id).collect();
+    assert_eq!(got, vec![early, ids[3]], "a full claim, in claim order");
+}
+
+/// A busy worker claims from its position, yet a job that lands before
+/// that position — a higher priority, or a `run_at` in the past — starts
+/// long before the backlog ahead of it is done: the fetcher's full scans
+/// find it within `FULL_SCAN_EVERY`, and a claim from the position that
+/// comes back short is followed by a full one (lower priorities still run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_landing_before_the_claim_position_are_not_left_behind() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let ran = Arc::new(Mutex::new(Vec::<(String, std::time::Instant)>::new()));
+    let seen = ran.clone();
+    let registry = Registry::new().register("tagged", move |ctx: JobContext| {
+        let seen = seen.clone();
+        async move {
+            let tag = ctx.payload["tag"].as_str().unwrap_or("").to_string();
+            seen.lock().unwrap().push((tag, std::time::Instant::now()));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Ok(())
+        }
+    });
+    // 2 slots × 5 ms: the backlog takes ≥ 5 s.
+    let backlog: Vec<NewJob> = (0..2000)
+        .map(|_| NewJob::new("tagged").payload(json!({"tag": "backlog"})))
+        .collect();
+    q.enqueue_batch(&backlog).await.unwrap();
+    q.enqueue(
+        &NewJob::new("tagged")
+            .payload(json!({"tag": "low"}))
+            .priority(-5),
+    )
+    .await
+    .unwrap();
+    let mut opts = options(&["default"]);
+    opts.concurrency = 2;
+    opts.batch_size = 1;
+    let w = start(&db, registry, opts);
+    assert!(eventually(Duration::from_secs(20), || ran.lock().unwrap().len() >= 100).await);
+    let urgent_at = std::time::Instant::now();
+    q.enqueue_batch(&[
+        NewJob::new("tagged")
+            .payload(json!({"tag": "urgent"}))
+            .priority(10),
+        NewJob::new("tagged")
+            .payload(json!({"tag": "overdue"}))
+            .run_at(Utc::now() - chrono::Duration::hours(1)),
+    ])
+    .await
+    .unwrap();
+    let started = |tag: &str| {
+        ran.lock()
+            .unwrap()
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map(|(_, at)| *at)
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || started("urgent").is_some()
+            && started("overdue").is_some())
+        .await
+    );
+    let backlog_left = 2000
+        - ran
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t == "backlog")
+            .count();
+    for tag in ["urgent", "overdue"] {
+        let waited = started(tag).unwrap() - urgent_at;
+        assert!(
+            waited < Duration::from_secs(2),
+            "{tag} waited {waited:?} behind the backlog"
+        );
+    }
+    assert!(
+        backlog_left > 500,
+        "the backlog was nearly done ({backlog_left} left): the test proves nothing"
+    );
+    // The lower priority runs last, once the position's priority runs out.
+    assert!(eventually(Duration::from_secs(60), || started("low").is_some()).await);
+    let order: Vec<String> = ran.lock().unwrap().iter().map(|(t, _)| t.clone()).collect();
+    assert_eq!(order.last().map(String::as_str), Some("low"));
+    w.stop().await;
+    assert_eq!(db.count("status = 'succeeded'"), 2003);
 }

@@ -5,14 +5,65 @@
 //! `SKIP LOCKED` means concurrent workers never wait on each other's rows;
 //! the `ARRAY(…)` form keeps the planner on the claim index (a join
 //! against a CTE made it hash the whole table).
+//!
+//! **Where the scan starts** ([`ClaimFrom`]). A claimed job leaves a dead
+//! entry at the head of the claim index until VACUUM removes it (every
+//! minute at best: `autovacuum_naptime`). A scan from the start of the
+//! queue steps over all of them, and they pile up at the rate jobs are
+//! claimed: 25,000 claims without a vacuum cost the next claim 512 index
+//! pages (1.6 ms), for 12 jobs. So the fetcher passes the key of a job it
+//! claimed recently, and the claim starts there (`priority = p AND
+//! (run_at, id) >= (r, i)`: three pages). Jobs that can land *before* that
+//! key are rare (a higher priority, a `run_at` in the past, a transaction
+//! that enqueued long before it committed, rows another claim locked and
+//! then rolled back); the fetcher's full scans find them — see
+//! `worker/fetcher.rs`.
 
 use std::time::Duration;
 
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
+
+use chrono::{DateTime, Utc};
 
 use super::{millis, ClaimedJob, Queue, QueueError};
 
-const CLAIM_ONE_QUEUE: &str = "
+/// A position in claim order (`priority DESC, run_at, id`) where a claim
+/// scan may start: the key of a job claimed recently (module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimFrom {
+    pub priority: i32,
+    pub run_at: DateTime<Utc>,
+    pub id: i64,
+}
+
+impl ClaimFrom {
+    /// The position of `job` in claim order.
+    pub fn of(job: &ClaimedJob) -> Self {
+        ClaimFrom {
+            priority: job.priority,
+            run_at: job.run_at,
+            id: job.id,
+        }
+    }
+}
+
+/// The condition that starts a one-queue claim scan at a [`ClaimFrom`]
+/// bound to `$p`, `$r`, `$i`: with `priority` fixed, `(run_at, id)` is
+/// the rest of the claim index's key, so the index scan starts there
+/// instead of at the head of the queue. Jobs of lower priority are not
+/// reached: such a claim comes back short and the fetcher scans in full.
+pub(super) fn from_filter(p: usize, r: usize, i: usize) -> String {
+    format!("AND priority = ${p} AND (run_at, id) >= (${r}, ${i})")
+}
+
+fn claim_one_queue(from: bool) -> String {
+    let from = if from {
+        from_filter(6, 7, 8)
+    } else {
+        String::new()
+    };
+    format!(
+        "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now(),
@@ -20,11 +71,13 @@ SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
-      AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
+      AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues)) {from}
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
-RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds";
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds"
+    )
+}
 
 const CLAIM_MANY_QUEUES: &str = "
 UPDATE jobs AS j
@@ -51,20 +104,40 @@ impl Queue {
         lease: Duration,
         worker_id: &str,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
+        self.claim_from(queues, limit, lease, worker_id, None).await
+    }
+
+    /// [`Queue::claim`], starting the scan at `from` when `queues` is one
+    /// queue (module docs): jobs before `from`, and jobs of a lower
+    /// priority, are not taken by this call.
+    pub async fn claim_from(
+        &self,
+        queues: &[String],
+        limit: usize,
+        lease: Duration,
+        worker_id: &str,
+        from: Option<&ClaimFrom>,
+    ) -> Result<Vec<ClaimedJob>, QueueError> {
         let client = self.pool.get().await?;
         let token: i64 = rand::random();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let lease_ms = millis(lease) as f64;
         let rows = if let [queue] = queues {
+            let mut types = vec![Type::TEXT, Type::INT8, Type::INT8, Type::FLOAT8, Type::TEXT];
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                vec![queue, &limit, &token, &lease_ms, &worker_id];
+            if let Some(from) = from {
+                types.extend([Type::INT4, Type::TIMESTAMPTZ, Type::INT8]);
+                params.extend([
+                    &from.priority as &(dyn ToSql + Sync),
+                    &from.run_at,
+                    &from.id,
+                ]);
+            }
             let stmt = client
-                .prepare_typed_cached(
-                    CLAIM_ONE_QUEUE,
-                    &[Type::TEXT, Type::INT8, Type::INT8, Type::FLOAT8, Type::TEXT],
-                )
+                .prepare_typed_cached(&claim_one_queue(from.is_some()), &types)
                 .await?;
-            client
-                .query(&stmt, &[queue, &limit, &token, &lease_ms, &worker_id])
-                .await?
+            client.query(&stmt, &params).await?
         } else {
             let stmt = client
                 .prepare_typed_cached(

@@ -29,9 +29,9 @@
 
 use std::time::Duration;
 
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
-use super::{millis, ClaimedJob, Queue, QueueError};
+use super::{millis, ClaimFrom, ClaimedJob, Queue, QueueError};
 
 /// The largest set of finished jobs fenced by array position. Pairing by
 /// `array_position` is O(n²): 12 + 12 rows cost nothing, 512 cost ~2 ms.
@@ -39,7 +39,13 @@ use super::{millis, ClaimedJob, Queue, QueueError};
 /// sends those through its custom-plan connections).
 pub const POSITIONAL_FENCE_MAX: usize = 64;
 
-fn sql(queue_filter: &str, positional: bool) -> String {
+fn sql(queue_filter: &str, positional: bool, from: bool) -> String {
+    // Start the claim scan at the fetcher's position (`claim.rs`).
+    let from = if from {
+        super::claim::from_filter(8, 9, 10)
+    } else {
+        String::new()
+    };
     // Skip paused queues: one subquery per statement (an InitPlan), not
     // per row.
     let pause_filter = if queue_filter.contains("ANY") {
@@ -70,7 +76,7 @@ claimed AS (
     WHERE j.id = ANY(ARRAY(
         SELECT id FROM jobs
         WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
-          AND {pause_filter}
+          AND {pause_filter} {from}
         ORDER BY priority DESC, run_at, id
         LIMIT $4
         FOR UPDATE SKIP LOCKED))
@@ -85,6 +91,8 @@ impl Queue {
     /// Marks `done` (`(id, lease_token)`) succeeded and claims up to `limit`
     /// due jobs, in one statement. Returns the claimed jobs (in claim order)
     /// and the ids actually completed (a missing id: its lease was lost).
+    /// With one queue, the claim scan starts at `from` (as
+    /// [`Queue::claim_from`]).
     pub async fn claim_and_complete(
         &self,
         queues: &[String],
@@ -92,10 +100,12 @@ impl Queue {
         lease: Duration,
         worker_id: &str,
         done: &[(i64, i64)],
+        from: Option<&ClaimFrom>,
     ) -> Result<(Vec<ClaimedJob>, Vec<i64>), QueueError> {
         if done.is_empty() {
             return Ok((
-                self.claim(queues, limit, lease, worker_id).await?,
+                self.claim_from(queues, limit, lease, worker_id, from)
+                    .await?,
                 Vec::new(),
             ));
         }
@@ -107,30 +117,33 @@ impl Queue {
         let lease_ms = millis(lease) as f64;
         let positional = done.len() <= POSITIONAL_FENCE_MAX;
         let rows = if let [queue] = queues {
+            let mut types = vec![
+                Type::INT8_ARRAY,
+                Type::INT8_ARRAY,
+                Type::TEXT,
+                Type::INT8,
+                Type::INT8,
+                Type::FLOAT8,
+                Type::TEXT,
+            ];
+            let mut params: Vec<&(dyn ToSql + Sync)> =
+                vec![&ids, &tokens, queue, &limit, &token, &lease_ms, &worker_id];
+            if let Some(from) = from {
+                types.extend([Type::INT4, Type::TIMESTAMPTZ, Type::INT8]);
+                params.extend([
+                    &from.priority as &(dyn ToSql + Sync),
+                    &from.run_at,
+                    &from.id,
+                ]);
+            }
             let stmt = client
-                .prepare_typed_cached(
-                    &sql("queue = $3", positional),
-                    &[
-                        Type::INT8_ARRAY,
-                        Type::INT8_ARRAY,
-                        Type::TEXT,
-                        Type::INT8,
-                        Type::INT8,
-                        Type::FLOAT8,
-                        Type::TEXT,
-                    ],
-                )
+                .prepare_typed_cached(&sql("queue = $3", positional, from.is_some()), &types)
                 .await?;
-            client
-                .query(
-                    &stmt,
-                    &[&ids, &tokens, queue, &limit, &token, &lease_ms, &worker_id],
-                )
-                .await?
+            client.query(&stmt, &params).await?
         } else {
             let stmt = client
                 .prepare_typed_cached(
-                    &sql("queue = ANY($3)", positional),
+                    &sql("queue = ANY($3)", positional, false),
                     &[
                         Type::INT8_ARRAY,
                         Type::INT8_ARRAY,

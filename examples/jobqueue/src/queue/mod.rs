@@ -36,6 +36,7 @@ mod cancel;
 mod claim;
 mod claim_and_complete;
 mod claim_grouped;
+pub use claim::ClaimFrom;
 pub use claim_and_complete::POSITIONAL_FENCE_MAX;
 pub use claim_grouped::{GroupedClaim, GROUP_LOCK_CLASS};
 mod complete;

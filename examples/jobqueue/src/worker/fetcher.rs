@@ -22,6 +22,17 @@
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
 //! - **two claims in flight**: while one claim statement is on its way,
 //!   the next gathers its slots ([`CLAIMS_IN_FLIGHT`]);
+//! - **start each claim where the last one began** ([`ClaimFrom`]): the
+//!   head of the claim index is a trail of dead entries (one per job
+//!   claimed since the last VACUUM), and a scan from the head steps over
+//!   all of them. Jobs that land before that position (a higher priority,
+//!   a `run_at` in the past, a long enqueue transaction, rows locked by a
+//!   claim that rolled back) are found by a **full scan**: at least every
+//!   [`FULL_SCAN_EVERY`], after every wake-up, and whenever a claim from
+//!   the position comes back short (which is also how lower priorities
+//!   are reached). So a job is passed over for at most
+//!   [`FULL_SCAN_EVERY`], and "drained" is only ever concluded by a full
+//!   scan;
 //! - **sleep** when the queue is drained, until a NOTIFY (new jobs), the
 //!   poll interval (jobs whose `run_at` came due) or shutdown.
 
@@ -35,7 +46,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
-use crate::queue::Queue;
+use crate::queue::{ClaimFrom, Queue};
 use crate::shutdown::Shutdown;
 
 use super::completer::{record, Outbox};
@@ -46,8 +57,16 @@ use super::WorkerOptions;
 /// gathers its slots, so the database is never waiting for the worker.
 pub(crate) const CLAIMS_IN_FLIGHT: usize = 2;
 
+/// The longest a claimable job can be passed over by claims that start at
+/// the fetcher's position (module docs). A full scan costs one index page
+/// per ~200 jobs claimed since the last VACUUM, so it is kept rare.
+pub(crate) const FULL_SCAN_EVERY: Duration = Duration::from_millis(100);
+
+/// A claim's capacity, whether it started at the fetcher's position, and
+/// its result.
 type ClaimResult = (
     Capacity,
+    bool,
     Result<(Vec<crate::queue::ClaimedJob>, Vec<i64>), crate::QueueError>,
 );
 
@@ -78,6 +97,10 @@ pub(crate) struct Fetcher {
     pub metrics: Arc<Metrics>,
     /// Jobs per claim (see the module docs).
     pub batch: usize,
+    /// Where the next claim may start (module docs); `None`: full scan.
+    pub from: Option<ClaimFrom>,
+    /// When the last full scan was sent.
+    pub last_full_scan: tokio::time::Instant,
 }
 
 /// What the next claim may fill: free slots, plus the slots of finished
@@ -140,6 +163,8 @@ impl Fetcher {
                 }
                 self.outbox.fetcher_active.store(true, Ordering::Release);
                 drained = false;
+                // Woken: whatever was queued meanwhile may lie anywhere.
+                self.from = None;
                 continue;
             }
             // A free slot, or a finished job whose slot the claim can reuse,
@@ -192,6 +217,18 @@ impl Fetcher {
                 self.queue_custom.clone()
             };
             let opts = self.opts.clone();
+            let from = match self.from {
+                Some(from)
+                    if opts.queues.len() == 1
+                        && self.last_full_scan.elapsed() < FULL_SCAN_EVERY =>
+                {
+                    Some(from)
+                }
+                _ => {
+                    self.last_full_scan = tokio::time::Instant::now();
+                    None
+                }
+            };
             in_flight.spawn(async move {
                 let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
                 let r = queue
@@ -201,9 +238,10 @@ impl Fetcher {
                         opts.lease_duration,
                         &opts.worker_id,
                         &done,
+                        from.as_ref(),
                     )
                     .await;
-                (cap, r)
+                (cap, from.is_some(), r)
             });
         }
         // Stopped: the claims in flight still start their jobs (the drain
@@ -240,7 +278,7 @@ impl Fetcher {
         joined: Result<ClaimResult, tokio::task::JoinError>,
         error_backoff: &mut Duration,
     ) -> Settled {
-        let (cap, result) = match joined {
+        let (cap, from_position, result) = match joined {
             Ok(r) => r,
             Err(e) => {
                 // The claim task panicked: its slots were released with it.
@@ -271,6 +309,8 @@ impl Fetcher {
                     permits.extend(finished.into_iter().map(|o| o.permit));
                 }
                 let got = jobs.len();
+                // Claim order: the first is where the next claim starts.
+                self.from = jobs.first().map(ClaimFrom::of);
                 let mut jobs = jobs.into_iter();
                 'start: for mut permit in permits {
                     // A permit may stand for several slots: one per job.
@@ -285,6 +325,11 @@ impl Fetcher {
                 }
                 if got == wanted {
                     Settled::Full
+                } else if from_position {
+                    // Short from the position: only a full scan may say the
+                    // queue is drained (it also reaches lower priorities).
+                    self.from = None;
+                    Settled::Full
                 } else {
                     Settled::Drained
                 }
@@ -294,6 +339,7 @@ impl Fetcher {
                 // which retries them; the free slots are released.
                 self.outbox.put_back(cap.finished);
                 drop(cap.permits);
+                self.from = None;
                 self.ready.store(false, Ordering::SeqCst);
                 tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), retry_in_ms = error_backoff.as_millis() as u64, "claiming jobs failed");
                 let wait = *error_backoff;

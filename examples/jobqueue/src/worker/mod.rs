@@ -283,6 +283,8 @@ impl Worker {
                 outbox,
                 metrics: self.metrics.clone(),
                 batch,
+                from: None,
+                last_full_scan: tokio::time::Instant::now(),
             };
             fetchers.spawn(fetcher.run(shutdown.clone()));
         }
