@@ -11,10 +11,10 @@
 //! touch disjoint rows (`running` vs `queued`).
 //!
 //! With up to [`POSITIONAL_FENCE_MAX`] finished jobs (every claim of a
-//! worker with a concurrency up to ~256, where planning would dominate) it runs on connections
-//! that use *generic* plans (planned once per connection, see
-//! `db::pool_async_commit_generic_plans`), so that SQL is written for a
-//! plan that is right whatever the statistics:
+//! worker with a concurrency up to ~256, where planning would dominate)
+//! it runs on connections that use *generic* plans (planned once per
+//! connection, see `db::pool_async_commit_generic_plans`), so that SQL is
+//! written for a plan that is right whatever the statistics:
 //! - the fence pairs each id with its token by position
 //!   (`$2[array_position($1, id)]`) instead of joining `unnest($1, $2)`:
 //!   no join for the planner to turn into a nested loop;
