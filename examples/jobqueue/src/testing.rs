@@ -6,8 +6,11 @@
 //! # async fn t() -> Result<(), Box<dyn std::error::Error>> {
 //! use jobqueue::{testing, NewJob, Registry};
 //! let registry = Registry::with_builtins();
-//! // A handler alone: no database, no worker.
-//! let out = testing::run(&registry, "echo", serde_json::json!({"a": 1})).await?;
+//! // A handler alone: no database, no worker. (`JobError` converts *from*
+//! // any error, so it is not one itself: map it for `?`.)
+//! let out = testing::run(&registry, "echo", serde_json::json!({"a": 1}))
+//!     .await
+//!     .map_err(|e| e.to_string())?;
 //! assert_eq!(out, Some(serde_json::json!({"a": 1})));
 //! // The code under test enqueues; the test works the jobs off inline.
 //! let queue = jobqueue::connect("postgresql://localhost/test", 4)?;

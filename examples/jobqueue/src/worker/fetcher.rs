@@ -7,21 +7,21 @@
 //! but a claim may only take free slots — a worker never holds more than
 //! `concurrency` leases, so a `kill -9` repeats at most that many jobs.
 //! Hence:
-//! - **batch** = `max(WORKER_BATCH_SIZE, concurrency / 2)`, at most 512 and
-//!   at most `concurrency` ([`super::claim_batch`]). Half the slots means
-//!   the next claim is already prefetched while the other half runs, and
-//!   the completer frees slots in batches of the same size;
-//! - **claim again when the buffer runs low**: as soon as a batch worth of
-//!   slots is free, whatever else is still running; jobs are never leased
-//!   beyond the slots, so prefetched work counts against `concurrency`;
+//! - **batch** = `max(WORKER_BATCH_SIZE, concurrency)`, at most 512 and
+//!   at most `concurrency` ([`super::claim_batch`]): one claim takes every
+//!   free slot, and the completer frees slots in batches of the same size;
+//! - **claim again as soon as a batch worth of slots is free**, whatever
+//!   else is still running; jobs are never leased beyond the slots;
 //! - **store and claim in one statement**: the successes of finished jobs
 //!   waiting in the [`Outbox`] are stored by the claim that reuses their
 //!   slots (`Queue::claim_and_complete`), one round trip and one commit;
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
-//! - **two claims in flight**: while one claim statement is on its way,
-//!   the next gathers its slots ([`CLAIMS_IN_FLIGHT`]);
+//! - **one claim in flight**, two above 512 slots
+//!   ([`super::claims_in_flight`]): two claims in flight write the same
+//!   hot pages and wait for each other, which costs more than overlapping
+//!   them gains until a claim of 512 rows takes milliseconds;
 //! - **start each claim where the last one began** ([`ClaimFrom`]): the
 //!   head of the claim index is a trail of dead entries (one per job
 //!   claimed since the last VACUUM), and a scan from the head steps over
@@ -53,8 +53,9 @@ use super::completer::{record, Outbox};
 use super::executor::{Executor, Outcome};
 use super::WorkerOptions;
 
-/// Claim statements in flight at once: while one is on its way, the next
-/// gathers its slots, so the database is never waiting for the worker.
+/// The most claim statements in flight at once (large concurrencies, see
+/// [`super::claims_in_flight`]): while one is on its way, the next gathers
+/// its slots.
 pub(crate) const CLAIMS_IN_FLIGHT: usize = 2;
 
 /// The longest a claimable job can be passed over by claims that start at
@@ -97,6 +98,8 @@ pub(crate) struct Fetcher {
     pub metrics: Arc<Metrics>,
     /// Jobs per claim (see the module docs).
     pub batch: usize,
+    /// Claim statements in flight at once ([`super::claims_in_flight`]).
+    pub claims_in_flight: usize,
     /// Where the next claim may start (module docs); `None`: full scan.
     pub from: Option<ClaimFrom>,
     /// When the last full scan was sent.
@@ -138,7 +141,7 @@ impl Fetcher {
             if shutdown.is_triggered() {
                 break;
             }
-            if in_flight.len() >= CLAIMS_IN_FLIGHT || (drained && !in_flight.is_empty()) {
+            if in_flight.len() >= self.claims_in_flight || (drained && !in_flight.is_empty()) {
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => break,
