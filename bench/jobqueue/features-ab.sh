@@ -11,9 +11,18 @@
 # latency p99. Raw results: bench/out/features-ab.jsonl.
 # Target: ratio >= 0.95. Not a test: a slow machine never fails it.
 #
+# The worker got faster after the features, for reasons that have nothing
+# to do with them (claims start at the fetcher's position, one claim in
+# flight up to 512 slots, the positional fence up to 128 finished jobs).
+# Measured against the bare BASE, those gains would hide what the features
+# cost. So BASE is built with the same changes ported onto it:
+# features-ab-base.patch (the same SQL and fetcher logic, minus the
+# features' filters and columns). BASE_PATCH=none measures the bare BASE.
+#
 #   bench/jobqueue/features-ab.sh
 #
-# Env: BASE [1f72564, the last commit before the features], BENCH_PG_URL
+# Env: BASE [1f72564, the last commit before the features], BASE_PATCH
+# [features-ab-base.patch next to this script; none: no patch], BENCH_PG_URL
 # [postgres://postgres@127.0.0.1:5432], ROUNDS [7] (processing pairs per
 # concurrency), ENQUEUE_ROUNDS [3], BENCH_JOBS [50000],
 # BENCH_CONCURRENCIES [24,200,2048].
@@ -32,6 +41,11 @@ trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true' EXIT
 # One harness for both sides: the working tree's bench.rs measures BASE too
 # (it needs only the API that BASE already had).
 cp "$ROOT/examples/jobqueue/examples/bench.rs" "$WT/examples/jobqueue/examples/bench.rs"
+BASE_PATCH=${BASE_PATCH:-$HERE/features-ab-base.patch}
+if [ "$BASE_PATCH" != none ]; then
+  git -C "$WT" apply "$BASE_PATCH"
+  echo "BASE = $BASE + $(basename "$BASE_PATCH")"
+fi
 echo "building the harness at $BASE and at the working tree (release)…"
 (cd "$WT" && CARGO_TARGET_DIR="$ROOT/target/features-ab-base" cargo build -q --release -p jobqueue --bin jobqueue --example bench)
 (cd "$ROOT" && cargo build -q --release -p jobqueue --bin jobqueue --example bench)
