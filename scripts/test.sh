@@ -29,6 +29,11 @@ step "cargo nextest (unit, integration, chart render, pod tests)"
 profile=default; [ "${CI:-}" = true ] && profile=ci
 cargo nextest run --workspace --locked --profile "$profile"
 
+# nextest does not run doc examples; a broken one (testing.rs's did not
+# compile) would otherwise go unnoticed.
+step "cargo test --doc (doc examples)"
+cargo test --doc --workspace --locked
+
 if [ -x tests/charts/verify.sh ]; then
   step "chart verification (lint, template x helm3/helm4 x k8s 1.28/1.35, kubernetes-validate, checkov, ct lint)"
   tests/charts/verify.sh
