@@ -56,7 +56,30 @@ pub(super) fn from_filter(p: usize, r: usize, i: usize) -> String {
     format!("AND priority = ${p} AND (run_at, id) >= (${r}, ${i})")
 }
 
-fn claim_one_queue(from: bool) -> String {
+/// Binds a [`ClaimFrom`] (if any) after a one-queue claim's other
+/// parameters: the `$p`, `$r`, `$i` of [`from_filter`].
+pub(super) fn bind_from<'a>(
+    from: Option<&'a ClaimFrom>,
+    types: &mut Vec<Type>,
+    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+) {
+    if let Some(from) = from {
+        types.extend([Type::INT4, Type::TIMESTAMPTZ, Type::INT8]);
+        params.extend([
+            &from.priority as &(dyn ToSql + Sync),
+            &from.run_at,
+            &from.id,
+        ]);
+    }
+}
+
+/// The one-queue claim, with or without a start position; each built once.
+fn claim_one_queue(from: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    &SQL.get_or_init(|| [claim_one_queue_sql(false), claim_one_queue_sql(true)])[usize::from(from)]
+}
+
+fn claim_one_queue_sql(from: bool) -> String {
     let from = if from {
         from_filter(6, 7, 8)
     } else {
@@ -126,16 +149,9 @@ impl Queue {
             let mut types = vec![Type::TEXT, Type::INT8, Type::INT8, Type::FLOAT8, Type::TEXT];
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 vec![queue, &limit, &token, &lease_ms, &worker_id];
-            if let Some(from) = from {
-                types.extend([Type::INT4, Type::TIMESTAMPTZ, Type::INT8]);
-                params.extend([
-                    &from.priority as &(dyn ToSql + Sync),
-                    &from.run_at,
-                    &from.id,
-                ]);
-            }
+            bind_from(from, &mut types, &mut params);
             let stmt = client
-                .prepare_typed_cached(&claim_one_queue(from.is_some()), &types)
+                .prepare_typed_cached(claim_one_queue(from.is_some()), &types)
                 .await?;
             client.query(&stmt, &params).await?
         } else {

@@ -45,7 +45,31 @@ use super::{millis, ClaimFrom, ClaimedJob, Queue, QueueError};
 /// join on the custom-plan connections.
 pub const POSITIONAL_FENCE_MAX: usize = 128;
 
-fn sql(queue_filter: &str, positional: bool, from: bool) -> String {
+/// The statement for one queue (`queue = $3`) or several (`queue =
+/// ANY($3)`), fenced by position or by join, with or without a start
+/// position: eight variants, each built once (this is the hot path).
+fn sql(one_queue: bool, positional: bool, from: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        let mut all = Vec::with_capacity(8);
+        for one_queue in [false, true] {
+            for positional in [false, true] {
+                for from in [false, true] {
+                    let filter = if one_queue {
+                        "queue = $3"
+                    } else {
+                        "queue = ANY($3)"
+                    };
+                    all.push(build_sql(filter, positional, from));
+                }
+            }
+        }
+        all
+    });
+    &all[usize::from(one_queue) * 4 + usize::from(positional) * 2 + usize::from(from)]
+}
+
+fn build_sql(queue_filter: &str, positional: bool, from: bool) -> String {
     // Start the claim scan at the fetcher's position (`claim.rs`).
     let from = if from {
         super::claim::from_filter(8, 9, 10)
@@ -134,22 +158,15 @@ impl Queue {
             ];
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 vec![&ids, &tokens, queue, &limit, &token, &lease_ms, &worker_id];
-            if let Some(from) = from {
-                types.extend([Type::INT4, Type::TIMESTAMPTZ, Type::INT8]);
-                params.extend([
-                    &from.priority as &(dyn ToSql + Sync),
-                    &from.run_at,
-                    &from.id,
-                ]);
-            }
+            super::claim::bind_from(from, &mut types, &mut params);
             let stmt = client
-                .prepare_typed_cached(&sql("queue = $3", positional, from.is_some()), &types)
+                .prepare_typed_cached(sql(true, positional, from.is_some()), &types)
                 .await?;
             client.query(&stmt, &params).await?
         } else {
             let stmt = client
                 .prepare_typed_cached(
-                    &sql("queue = ANY($3)", positional, false),
+                    sql(false, positional, false),
                     &[
                         Type::INT8_ARRAY,
                         Type::INT8_ARRAY,
@@ -182,5 +199,26 @@ impl Queue {
         }
         super::claim::sort_in_claim_order(&mut jobs);
         Ok((jobs, completed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sql;
+
+    #[test]
+    fn each_variant_gets_its_own_statement() {
+        for one_queue in [false, true] {
+            for positional in [false, true] {
+                for from in [false, true] {
+                    let s = sql(one_queue, positional, from);
+                    assert_eq!(s.contains("queue = $3"), one_queue);
+                    assert_eq!(s.contains("queue = ANY($3)"), !one_queue);
+                    assert_eq!(s.contains("array_position"), positional);
+                    assert_eq!(s.contains("unnest("), !positional);
+                    assert_eq!(s.contains("(run_at, id) >= ($9, $10)"), from);
+                }
+            }
+        }
     }
 }
