@@ -11,8 +11,8 @@
 # new and new-min is the statement's, between new-min and base the schema's.
 # Each transaction stores the 24 jobs the previous one claimed and claims 24
 # more, so the cycle is the one a concurrency-24 worker repeats.
-# Runs alternate (order reversed every round); prints per-run tps and the
-# medians. Not a test: the figures vary with the machine.
+# Runs alternate (order reversed every round); prints per-run tps, the
+# medians and the median of each round's ratio to base. Not a test: the figures vary with the machine.
 #
 #   bench/jobqueue/claim-sql-ab.sh
 #
@@ -85,15 +85,17 @@ run() { # db script: tps of TXNS cycles on freshly queued jobs
   psql "${PGARGS[@]}" -qX -d "$1" -c "TRUNCATE jobs" \
     -c "INSERT INTO jobs (kind, payload) SELECT 'noop', jsonb_build_object('i', g) FROM generate_series(1, $JOBS) g" \
     -c "VACUUM ANALYZE jobs" -c "CHECKPOINT" >/dev/null
-  PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off" \
+  local out
+  out=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off" \
     pgbench "${PGARGS[@]}" -n -M prepared -c 1 -t "$TXNS" -D ids='{}' -D toks='{}' -D p=0 \
-      -D r=-infinity -D i=0 -D q=default -f "$DIR/$2.pgb" "$1" 2>&1 | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+      -D r=-infinity -D i=0 -D q=default -f "$DIR/$2.pgb" "$1" 2>&1) || { echo "$out" >&2; return 1; }
+  sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out"
 }
 declare -A tps
 sides=(base:base new:new new:new-min)
 for r in $(seq 1 "$ROUNDS"); do
   order=("${sides[@]}")
-  [ $((r % 2)) -eq 0 ] && order=(new:new-min new:new base:base)
+  if [ $((r % 2)) -eq 0 ]; then mapfile -t order < <(printf '%s\n' "${sides[@]}" | tac); fi
   for s in "${order[@]}"; do
     t=$(run "claim_ab_${s%%:*}" "${s#*:}")
     tps[${s#*:}]="${tps[${s#*:}]:-} $t"
