@@ -86,11 +86,13 @@ pub struct Job {
     pub unique_until: Option<DateTime<Utc>>,
 }
 
-/// Columns selected for [`Job::from_row`], in order.
+/// Columns selected for [`Job::from_row`], in order. A running job's
+/// start is its `updated_at` (the claim's stamp, see `queue/mod.rs`).
 pub const JOB_COLUMNS: &str =
     "id, queue, kind, payload, status, attempts, max_attempts, priority, \
      run_at, created_at, updated_at, finished_at, last_error, idempotency_key, \
-     group_key, timeout_seconds, output, progress, started_at, unique_states, unique_until";
+     group_key, timeout_seconds, output, progress, \
+     CASE WHEN status = 'running' THEN updated_at ELSE started_at END, unique_states, unique_until";
 
 impl Job {
     pub fn from_row(row: &tokio_postgres::Row) -> Result<Job, tokio_postgres::Error> {

@@ -586,6 +586,10 @@ async fn output_progress_started_at_and_wait() {
     assert_eq!(running["status"], "running");
     assert_eq!(running["progress"], json!({"done": 1, "total": 2}));
     assert!(running["started_at"].as_str().is_some());
+    assert_eq!(
+        running["started_at"], running["updated_at"],
+        "a progress report does not move a running job's stamps"
+    );
     assert!(running["output"].is_null());
     // ?wait= answers as soon as it finishes.
     let waiter = {
@@ -602,6 +606,10 @@ async fn output_progress_started_at_and_wait() {
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["output"], json!({"sum": 42, "text": "<b>ok</b>"}));
+    assert_eq!(
+        done["started_at"], running["started_at"],
+        "the attempt's start outlives it"
+    );
     // echo: output = payload (ungrouped and grouped).
     for body in [
         json!({"kind": "echo", "payload": {"x": [1, "two"]}}),
@@ -625,6 +633,96 @@ async fn output_progress_started_at_and_wait() {
         let (s, v) = call(&app, "GET", &format!("/api/v1/jobs/{id}?{bad}"), None).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
     }
+}
+
+/// Every way an attempt ends keeps when it started (the claim's stamp,
+/// shown as `started_at` while it runs): completion (alone, with output,
+/// or in the fetcher's store-and-claim statement), failure (retried and
+/// dead), cancellation and lease expiry. A job never claimed has none.
+#[tokio::test]
+async fn every_end_of_an_attempt_keeps_its_start() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let queues = vec!["default".to_string()];
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let job = NewJob::new("noop").max_attempts(if i == 4 { 1 } else { 3 });
+        ids.push(q.enqueue(&job).await.unwrap().0.id);
+    }
+    let never = q.enqueue(&NewJob::new("noop")).await.unwrap().0;
+    assert_eq!(never.started_at, None, "a queued job has not started");
+    let mut claimed = q
+        .claim(&queues, 7, Duration::from_secs(60), "w1")
+        .await
+        .unwrap();
+    claimed.sort_by_key(|c| c.id);
+    assert_eq!(claimed.len(), 7);
+    let mut started = HashMap::new();
+    for c in &claimed {
+        let job = q.get(c.id).await.unwrap();
+        assert_eq!(job.status, Status::Running);
+        let at = job.started_at.expect("a running job has started");
+        assert_eq!(at, job.updated_at);
+        started.insert(c.id, at);
+    }
+    // Time passes between the claim and each end.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let lease = |c: &jobqueue::ClaimedJob| (c.id, c.lease_token);
+    assert_eq!(q.complete(&[lease(&claimed[0])]).await.unwrap().len(), 1);
+    let output = json!({"ok": true});
+    let with_output = [(claimed[1].id, claimed[1].lease_token, &output)];
+    assert_eq!(q.complete_with_output(&with_output).await.unwrap().len(), 1);
+    let failure = |c: &jobqueue::ClaimedJob| jobqueue::queue::Failure {
+        id: c.id,
+        lease_token: c.lease_token,
+        error: "boom".into(),
+        retry_in: Duration::from_secs(60),
+        permanent: false,
+    };
+    let failed = q
+        .fail(&[failure(&claimed[2]), failure(&claimed[4])])
+        .await
+        .unwrap();
+    let mut statuses: Vec<Status> = failed.iter().map(|f| f.1).collect();
+    statuses.sort_by_key(|s| s.to_string());
+    assert_eq!(statuses, [Status::Dead, Status::Queued]);
+    assert_eq!(
+        q.cancel(claimed[3].id).await.unwrap().status,
+        Status::Cancelled
+    );
+    // The store-and-claim statement ends claimed[5] and claims the next job.
+    let (more, done) = q
+        .claim_and_complete(
+            &queues,
+            1,
+            Duration::from_secs(60),
+            "w1",
+            &[lease(&claimed[5])],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [claimed[5].id]);
+    assert_eq!(more.len(), 1);
+    // claimed[6]: its lease runs out and the reaper takes it back.
+    db.sql(&format!(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = {}",
+        claimed[6].id
+    ));
+    assert_eq!(q.reap_expired().await.unwrap(), (1, 0));
+    for c in &claimed {
+        let job = q.get(c.id).await.unwrap();
+        assert_ne!(job.status, Status::Running, "job {}", c.id);
+        assert_eq!(
+            job.started_at,
+            Some(started[&c.id]),
+            "job {}: {:?}",
+            c.id,
+            job.status
+        );
+        assert!(job.updated_at > started[&c.id], "job {}", c.id);
+    }
+    assert_eq!(q.get(never.id).await.unwrap().started_at, None);
 }
 
 /// `unique_while` frees the key when the job leaves those states;

@@ -16,6 +16,7 @@ impl Queue {
         let client = self.pool.get().await?;
         let sql = format!(
             "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now(),
+                 started_at = CASE WHEN status = 'running' THEN updated_at ELSE started_at END,
                  lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
              WHERE id = $1 AND status IN ('queued', 'running')
              RETURNING {JOB_COLUMNS}"

@@ -89,8 +89,7 @@ fn claim_one_queue_sql(from: bool) -> String {
         "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now(),
-    started_at = now()
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
@@ -105,8 +104,7 @@ RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priori
 const CLAIM_MANY_QUEUES: &str = "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
-    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now(),
-    started_at = now()
+    lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
 WHERE j.id = ANY(ARRAY(
     SELECT id FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = ANY($1) AND run_at <= now()

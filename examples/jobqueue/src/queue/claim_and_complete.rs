@@ -94,15 +94,14 @@ fn build_sql(queue_filter: &str, positional: bool, from: bool) -> String {
         "
 WITH done AS (
     UPDATE jobs AS j
-    SET status = 'succeeded', finished_at = now(), updated_at = now(),
+    SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
         lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
     {done}
     RETURNING j.id),
 claimed AS (
     UPDATE jobs AS j
     SET status = 'running', attempts = j.attempts + 1, lease_token = $5,
-        lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now(),
-        started_at = now()
+        lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now()
     WHERE j.id = ANY(ARRAY(
         SELECT id FROM jobs
         WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()

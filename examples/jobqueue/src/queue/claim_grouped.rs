@@ -73,10 +73,11 @@ picked AS (
 chosen AS (SELECT id FROM picked ORDER BY rn, ord LIMIT $4)
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $5,
-    lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now(),
+    lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7,
     -- The moment of the claim, after the locks (now() is the start of the
-    -- transaction): a group's attempts never overlap in these stamps.
-    started_at = clock_timestamp()
+    -- transaction): a group's attempts never overlap in these stamps. It
+    -- becomes started_at when the attempt ends (see mod.rs).
+    updated_at = clock_timestamp()
 WHERE j.id IN (SELECT id FROM chosen)
 RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at,
           j.timeout_seconds, j.group_key";

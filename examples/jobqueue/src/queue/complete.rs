@@ -12,7 +12,7 @@ use super::{Queue, QueueError};
 
 const COMPLETE: &str = "
 UPDATE jobs AS j
-SET status = 'succeeded', finished_at = now(), updated_at = now(),
+SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[]) AS d(id, token)
 WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'

@@ -11,7 +11,8 @@ use super::{Queue, QueueError};
 
 const COMPLETE_WITH_OUTPUT: &str = "
 UPDATE jobs AS j
-SET status = 'succeeded', finished_at = now(), updated_at = now(), output = d.output,
+SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
+    output = d.output,
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS d(id, token, output)
 WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'

@@ -14,7 +14,7 @@ SET status = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN 'dead' E
     run_at = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN j.run_at
                   ELSE now() + d.delay_ms * interval '1 millisecond' END,
     finished_at = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN now() END,
-    last_error = d.error, updated_at = now(),
+    last_error = d.error, updated_at = now(), started_at = j.updated_at,
     lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bool[])
      AS d(id, token, error, delay_ms, permanent)

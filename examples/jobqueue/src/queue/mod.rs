@@ -31,6 +31,16 @@
 //! group fetchers with `'group'`, sent by the code here ([`NOTIFY_GROUP`])
 //! when it queues a grouped job or frees a group's place — not by row
 //! triggers, which cost every job (migration 5).
+//!
+//! When an attempt started: a claim stamps `updated_at` (nothing else
+//! writes it while the job runs: progress reports leave it alone), and
+//! every statement that ends an attempt — `complete*.rs`, `fail.rs`,
+//! `claim_and_complete.rs`, `cancel.rs`, `reap_expired.rs` — copies it
+//! into `started_at` (`started_at = j.updated_at`). A running job's
+//! `started_at` is therefore read as its `updated_at` (`JOB_COLUMNS`).
+//! Why not write `started_at` at the claim: 8 more bytes in every running
+//! row, which cost jobs that never ask for it 2 % of the worker's hot
+//! statement (migration 6).
 
 mod cancel;
 mod claim;

@@ -21,7 +21,7 @@ impl Queue {
                  SET status = CASE WHEN j.attempts >= j.max_attempts THEN 'dead' ELSE 'queued' END,
                      finished_at = CASE WHEN j.attempts >= j.max_attempts THEN now() END,
                      last_error = 'lease expired (worker ' || coalesce(j.locked_by, '?') || ' stopped renewing it)',
-                     run_at = now(), updated_at = now(),
+                     run_at = now(), updated_at = now(), started_at = j.updated_at,
                      lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
                  FROM expired WHERE j.id = expired.id
                  RETURNING j.status",

@@ -7,7 +7,7 @@
 use super::{Queue, QueueError};
 
 const SET_PROGRESS: &str = "
-UPDATE jobs SET progress = $3, updated_at = now()
+UPDATE jobs SET progress = $3
 WHERE id = $1 AND lease_token = $2 AND status = 'running'";
 
 impl Queue {
