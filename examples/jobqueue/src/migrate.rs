@@ -209,7 +209,7 @@ DROP FUNCTION jobqueue_notify_group();
     ),
     (
         6,
-        "unused features cost less: timeout domain, one group index",
+        "unused features cost less: timeout domain, one group index, key released by the enqueue",
         r#"
 -- Jobs that use no feature still paid for migration 3's schema on every
 -- UPDATE statement: PostgreSQL parses and prepares each CHECK constraint
@@ -242,7 +242,23 @@ CREATE INDEX jobs_group_idx ON jobs (group_key, status, queue, priority DESC, ru
 DROP INDEX jobs_group_claim_idx;
 DROP INDEX jobs_group_running_idx;
 
--- 3. (No DDL.) The ungrouped claims no longer write started_at: a running
+-- 3. The idempotency index goes back to migration 1's predicate: at most
+--    one job holds a key, and an enqueue releases it from a holder outside
+--    its unique_states or past its unique_until (queue/enqueue.rs). With
+--    the status in the predicate (migration 3) every UPDATE prepared and
+--    tested it (0.9 %), and a job coming back into a unique status (a
+--    retry, the reaper) while a newer job held its key failed with a
+--    unique violation. Before the index is built, keys held twice keep
+--    only the holder the old index counted.
+UPDATE jobs AS j SET idempotency_key = NULL
+WHERE j.idempotency_key IS NOT NULL
+  AND NOT (j.unique_states IS NULL OR j.status = ANY (j.unique_states))
+  AND EXISTS (SELECT FROM jobs AS o WHERE o.idempotency_key = j.idempotency_key AND o.id <> j.id);
+DROP INDEX jobs_idempotency_key_idx;
+CREATE UNIQUE INDEX jobs_idempotency_key_idx ON jobs (idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+-- 4. (No DDL.) The ungrouped claims no longer write started_at: a running
 --    job's start is its updated_at, which nothing changes while it runs
 --    (progress reports leave it alone), and the statement that ends an
 --    attempt copies it into started_at. A running row stays as narrow as

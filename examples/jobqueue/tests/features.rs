@@ -776,6 +776,69 @@ async fn expiring_uniqueness() {
     assert_eq!(db.count("idempotency_key = 'k3'"), 1);
 }
 
+/// A job that left its `unique_while` statuses gave its key to a newer job
+/// (the enqueue took it), and comes back to them without a unique
+/// violation: retried after a failure, re-queued by the reaper. The newer
+/// job keeps the key. (Before migration 6 the index tested the status, and
+/// those UPDATEs failed, with their whole batch.)
+#[tokio::test]
+async fn a_job_that_gave_its_key_away_comes_back_without_a_conflict() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let queues = vec!["default".to_string()];
+    let job = NewJob::new("noop")
+        .idempotency_key("k")
+        .unique_while(&[Status::Queued])
+        .max_attempts(5);
+    let (old, inserted) = q.enqueue(&job).await.unwrap();
+    assert!(inserted);
+    let (same, inserted) = q.enqueue(&job).await.unwrap();
+    assert_eq!(
+        (same.id, inserted),
+        (old.id, false),
+        "queued: the key is held"
+    );
+    let claimed = q
+        .claim(&queues, 1, Duration::from_secs(60), "w1")
+        .await
+        .unwrap();
+    assert_eq!(claimed[0].id, old.id);
+    // Running is outside unique_while: the next enqueue takes the key.
+    let (new, inserted) = q.enqueue(&job).await.unwrap();
+    assert!(inserted);
+    assert_ne!(new.id, old.id);
+    assert_eq!(q.get(old.id).await.unwrap().idempotency_key, None);
+    assert_eq!(
+        q.get(new.id).await.unwrap().idempotency_key.as_deref(),
+        Some("k")
+    );
+    // The old job fails and is queued again, next to the new one.
+    let failed = q
+        .fail(&[jobqueue::queue::Failure {
+            id: old.id,
+            lease_token: claimed[0].lease_token,
+            error: "boom".into(),
+            retry_in: Duration::ZERO,
+            permanent: false,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(failed, [(old.id, Status::Queued)]);
+    // Both run; their leases run out; the reaper queues both again.
+    let both = q
+        .claim(&queues, 2, Duration::from_secs(60), "w1")
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 2);
+    db.sql("UPDATE jobs SET lease_expires_at = now() - interval '1 second'");
+    assert_eq!(q.reap_expired().await.unwrap(), (2, 0));
+    assert_eq!(db.count("status = 'queued'"), 2);
+    // The key stayed with the new job: the same request finds it.
+    let (again, inserted) = q.enqueue(&job).await.unwrap();
+    assert_eq!((again.id, inserted), (new.id, false));
+    assert_eq!(db.count("idempotency_key = 'k'"), 1);
+}
+
 /// Every new field answers 400 naming it, never 5xx.
 #[tokio::test]
 async fn new_fields_reject_what_they_cannot_take() {

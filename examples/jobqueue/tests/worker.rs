@@ -509,6 +509,44 @@ async fn migrate_upgrades_a_version_1_schema_in_place() {
     w.stop().await;
 }
 
+/// A database at schema version 5 where a key is held twice (the old index
+/// counted only the job in its `unique_while` statuses) upgrades to 6:
+/// the job the old index counted keeps the key, the other gives it up,
+/// and the new unique index is built.
+#[tokio::test]
+async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
+    let db = Db::start_empty().await;
+    db.sql(
+        "CREATE TABLE jobqueue_migrations (version integer PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now());",
+    );
+    for (version, name, sql) in &jobqueue::migrate::MIGRATIONS[..5] {
+        db.sql(sql);
+        db.sql(&format!(
+            "INSERT INTO jobqueue_migrations (version, name) VALUES ({version}, '{name}')"
+        ));
+    }
+    db.sql(
+        "INSERT INTO jobs (kind, status, idempotency_key, unique_states) VALUES
+             ('a', 'running', 'k', '{queued}'), ('b', 'queued', 'k', '{queued}'),
+             ('c', 'succeeded', 'k2', '{queued}'), ('d', 'succeeded', 'k3', NULL);",
+    );
+    let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
+    assert_eq!(applied, [6]);
+    assert_eq!(
+        db.sql("SELECT kind FROM jobs WHERE idempotency_key = 'k'"),
+        "b"
+    );
+    assert_eq!(db.count("kind = 'a' AND idempotency_key IS NULL"), 1);
+    // Held once: kept, whatever the status (released by the next enqueue).
+    assert_eq!(db.count("idempotency_key IN ('k2', 'k3')"), 2);
+    let index = db.sql("SELECT pg_get_indexdef('jobs_idempotency_key_idx'::regclass)");
+    assert!(
+        index.ends_with("WHERE (idempotency_key IS NOT NULL)"),
+        "{index}"
+    );
+}
+
 /// With only the concurrency set, the adaptive batch and prefetch never
 /// lease more jobs than the concurrency (the `kill -9` bound): sampled in
 /// the database while short and long jobs churn through.

@@ -2,12 +2,20 @@
 //! caller's own transaction ([`enqueue_tx`]).
 //!
 //! Why its own file: the idempotency-key path is the one subtle part of
-//! enqueueing. A key is unique among the jobs whose status is one of their
-//! `unique_states` (all statuses unless `unique_while` says otherwise), so
-//! the partial unique index itself forgets a finished job's key. A key
-//! limited in time (`unique_for_seconds`) is released lazily: the next
-//! enqueue with that key finds the old job past its `unique_until`, takes
-//! it out of the index (`unique_states = '{}'`) and inserts again.
+//! enqueueing. At most one job holds a key (a partial unique index on the
+//! key alone, as before the features). A holder outside its `unique_while`
+//! statuses, or past its `unique_until`, holds it only until the next
+//! enqueue with that key: that enqueue releases it (`idempotency_key =
+//! NULL` on the old job, re-checked under its row lock) and inserts again.
+//!
+//! Why lazily, and not with the status in the index predicate (migration
+//! 3 had `status = ANY (unique_states)` there): (1) every UPDATE of every
+//! job then prepared and tested that predicate, ~1 % of the worker's hot
+//! statement for jobs without a key; (2) a job could come back into a
+//! unique status (retried after a failure, re-queued by the reaper or a
+//! shutdown hand-back) while a newer job held its key, and that UPDATE
+//! failed with a unique violation, taking its whole batch with it
+//! (migration 6). A job that gave its key away never takes it back.
 
 use tokio_postgres::GenericClient;
 
@@ -30,9 +38,13 @@ fn insert_sql() -> String {
     )
 }
 
-/// The predicate of `jobs_idempotency_key_idx` (migration 3).
-pub(crate) const UNIQUE_KEY_PREDICATE: &str =
-    "idempotency_key IS NOT NULL AND (unique_states IS NULL OR status = ANY (unique_states))";
+/// The predicate of `jobs_idempotency_key_idx` (migration 6).
+pub(crate) const UNIQUE_KEY_PREDICATE: &str = "idempotency_key IS NOT NULL";
+
+/// Whether the job holding a key may give it up: it is past its
+/// `unique_until`, or outside its `unique_while` statuses.
+const RELEASABLE: &str = "(coalesce(unique_until <= now(), false)
+     OR (unique_states IS NOT NULL AND status <> ALL (unique_states)))";
 
 impl Queue {
     /// Enqueues one job. With an idempotency key that is still unique
@@ -84,24 +96,22 @@ pub async fn enqueue_tx<C: GenericClient + Sync>(
     Ok(result)
 }
 
-/// The insert met a live key: return that job, or release an expired key
-/// and insert again. Bounded: a key contended by other enqueues that keep
-/// winning ends in `Conflict`.
+/// The insert met a held key: return the job holding it, or release it
+/// (see the module docs) and insert again. Bounded: a key contended by
+/// other enqueues that keep winning ends in `Conflict`.
 async fn resolve_conflict<C: GenericClient + Sync>(
     client: &C,
     job: &NewJob,
 ) -> Result<(Job, bool), QueueError> {
-    let live = format!(
-        "SELECT {JOB_COLUMNS}, unique_until <= now() FROM jobs
-         WHERE idempotency_key = $1 AND {UNIQUE_KEY_PREDICATE}"
-    );
+    let holder = format!("SELECT {JOB_COLUMNS}, {RELEASABLE} FROM jobs WHERE {UNIQUE_KEY_PREDICATE} AND idempotency_key = $1");
+    let release = format!("UPDATE jobs SET idempotency_key = NULL WHERE id = $1 AND {RELEASABLE}");
     for _ in 0..5 {
         // DO NOTHING waited for the other transaction, so its row is
         // visible now (READ COMMITTED: a new snapshot per statement).
-        if let Some(row) = client.query_opt(&live, &[&job.idempotency_key]).await? {
-            let expired: Option<bool> = row.try_get(JOB_COLUMNS.split(',').count())?;
+        if let Some(row) = client.query_opt(&holder, &[&job.idempotency_key]).await? {
+            let releasable: bool = row.try_get(JOB_COLUMNS.split(',').count())?;
             let existing = Job::from_row(&row)?;
-            if expired != Some(true) {
+            if !releasable {
                 if existing.kind != job.kind
                     || existing.queue != job.queue
                     || existing.payload != job.payload
@@ -112,12 +122,7 @@ async fn resolve_conflict<C: GenericClient + Sync>(
                 }
                 return Ok((existing, false));
             }
-            client
-                .execute(
-                    "UPDATE jobs SET unique_states = '{}' WHERE id = $1 AND unique_until <= now()",
-                    &[&existing.id],
-                )
-                .await?;
+            client.execute(&release, &[&existing.id]).await?;
         }
         let rows = client
             .query(&insert_sql(), &insert_params(job).all())
