@@ -2,22 +2,23 @@
 # bench/jobqueue/claim-sql-ab.sh: what the features cost PostgreSQL alone, on
 # the worker's hot statement. One pgbench client runs the fetcher's
 # store-and-claim cycle (queue/claim_and_complete.rs: positional fence,
-# claim from the last position, 24 jobs, generic plans, asynchronous
+# claim from the last position, CYCLE_JOBS jobs, generic plans, asynchronous
 # commit, no JIT — the worker's connection settings) on two schemas built
 # from the migrations: BASE's (before the features) with BASE's statement,
 # and the working tree's with today's statement (claim_cycle.py: group
 # filter, paused-queue test, started_at kept, timeout_seconds). "new-min"
 # runs the base statement's shape on the new schema: the gap between new
 # and new-min is the statement's, between new-min and base the schema's.
-# Each transaction stores the 24 jobs the previous one claimed and claims 24
-# more, so the cycle is the one a concurrency-24 worker repeats.
+# Each transaction stores the jobs the previous one claimed and claims as
+# many more, so the cycle is the one a worker at that concurrency repeats.
 # Runs alternate (order reversed every round); prints per-run tps, the
 # medians and the median of each round's ratio to base. Not a test: the figures vary with the machine.
 #
 #   bench/jobqueue/claim-sql-ab.sh
 #
 # Env: BASE [1f72564], BENCH_PG [-h 127.0.0.1 -U postgres], ROUNDS [6],
-# TXNS [2000 per run], JOBS [60000 per fill], NEW_SQL_AFTER [SQL run on the
+# TXNS [2000 per run], CYCLE_JOBS [24 stored and claimed per transaction;
+# at most 128], JOBS [per fill; enough for every transaction], NEW_SQL_AFTER [SQL run on the
 # new schema after its migrations: try a schema change before writing its
 # migration, e.g. "DROP INDEX jobs_group_claim_idx"].
 set -euo pipefail
@@ -25,7 +26,9 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BASE=${BASE:-1f72564}
 PGARGS=(${BENCH_PG:--h 127.0.0.1 -U postgres})
-ROUNDS=${ROUNDS:-6} TXNS=${TXNS:-2000} JOBS=${JOBS:-60000}
+ROUNDS=${ROUNDS:-6} TXNS=${TXNS:-2000}
+export CYCLE_JOBS=${CYCLE_JOBS:-24}
+JOBS=${JOBS:-$((TXNS * CYCLE_JOBS + 12000))}
 DIR=$(mktemp -d /tmp/claim-sql-ab.XXXXXX)
 trap 'rm -rf "$DIR"; for d in claim_ab_base claim_ab_new; do psql "${PGARGS[@]}" -qX -d postgres -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
 
@@ -68,5 +71,5 @@ for s in base new new-min; do
   m=$(median ${tps[$s]})
   # The ratio to base within each round (runs seconds apart), then the median.
   r=$(median $(paste <(printf '%s\n' ${tps[$s]}) <(printf '%s\n' ${tps[base]}) | awk '{printf "%.3f\n", $1 / $2}'))
-  echo "$s: median $m tps, $r× base (median of the rounds' ratios), $(awk -v m="$m" 'BEGIN {printf "%.1f", 1e6 / (m * 24)}') µs per job (client included)"
+  echo "$s: median $m tps, $r× base (median of the rounds' ratios), $(awk -v m="$m" -v n="$CYCLE_JOBS" 'BEGIN {printf "%.1f", 1e6 / (m * n)}') µs per job (client included)"
 done

@@ -8,7 +8,7 @@
 # A scratch PostgreSQL cluster (this machine's server binaries, a temporary
 # directory, its own port) gets two databases built from the migrations:
 # BASE's schema and the working tree's (+ NEW_SQL_AFTER). A PL/pgSQL
-# procedure runs CYCLES of the concurrency-24 store-and-claim cycle
+# procedure runs CYCLES of the store-and-claim cycle of CYCLE_JOBS jobs
 # (claim_cycle.py, the same statement claim-sql-ab.sh times), one
 # transaction each, with the worker's connection settings (generic plans,
 # asynchronous commit, no JIT). For each variant the server is restarted
@@ -19,7 +19,8 @@
 #
 #   bench/jobqueue/claim-sql-instructions.sh
 #
-# Env: BASE [1f72564], CYCLES [1000], JOBS [30000 queued before each run],
+# Env: BASE [1f72564], CYCLES [1000], CYCLE_JOBS [24: a worker at
+# concurrency 24; at most 128], JOBS [queued before each run; enough for every cycle],
 # PORT [5499], NEW_SQL_AFTER [SQL run on the new schema after its
 # migrations, e.g. "DROP INDEX jobs_group_idx"], VARIANTS [base:base
 # new:new new:new-min; database:statement pairs].
@@ -27,7 +28,9 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-BASE=${BASE:-1f72564} CYCLES=${CYCLES:-1000} JOBS=${JOBS:-30000} PORT=${PORT:-5499}
+BASE=${BASE:-1f72564} CYCLES=${CYCLES:-1000} PORT=${PORT:-5499}
+export CYCLE_JOBS=${CYCLE_JOBS:-24}
+JOBS=${JOBS:-$((CYCLES * CYCLE_JOBS + 6000))}
 read -r -a VARIANTS <<<"${VARIANTS:-base:base new:new new:new-min}"
 command -v valgrind >/dev/null || { echo "claim-sql-instructions.sh: needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -70,9 +73,9 @@ count() { # db statement: instructions inside CALL, for CYCLES cycles on freshly
   for _ in $(seq 1 240); do "${PSQL[@]}" -d postgres -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
   PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off" \
     "${PSQL[@]}" -d "$1" -c "CALL cycle_${2//-/_}($CYCLES)"
-  # Every cycle must have claimed its 24 jobs (else the count is of nothing).
+  # Every cycle must have claimed its CYCLE_JOBS jobs (else the count is of nothing).
   left=$("${PSQL[@]}" -d "$1" -c "SELECT count(*) FROM jobs WHERE status <> 'queued'")
-  [ "$left" = $((CYCLES * 24)) ] || { echo "$2 on $1: $left jobs left the queue, not $((CYCLES * 24))" >&2; exit 1; }
+  [ "$left" = $((CYCLES * CYCLE_JOBS)) ] || { echo "$2 on $1: $left jobs left the queue, not $((CYCLES * CYCLE_JOBS))" >&2; exit 1; }
   stop
   wait
   # The backend that ran the CALL is the one whose count is not zero.

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The worker's concurrency-24 store-and-claim cycle, for the benchmarks.
+"""The worker's store-and-claim cycle, for the benchmarks.
 
 One definition of the statement (examples/jobqueue/src/queue/
 claim_and_complete.rs: positional fence, claim from the last position,
-24 jobs) in three variants, written out for
+CYCLE_JOBS jobs stored and claimed, 24 by default: a worker at concurrency
+24) in three variants, written out for
 - claim-sql-ab.sh: a pgbench script (\\gset carries the stored and claimed
   ids and the start position to the next transaction);
 - claim-sql-instructions.sh: a PL/pgSQL procedure running N cycles, one
@@ -19,8 +20,13 @@ Variants:
   claim_cycle.py pgbench|procedure VARIANT [NAME]
   claim_cycle.py schema < migrate.rs     (every migration's SQL, in order)
 """
+import os
 import re
 import sys
+
+# Jobs stored and claimed per cycle (the positional fence is the worker's
+# up to 128, queue/claim_and_complete.rs).
+CYCLE_JOBS = int(os.environ.get("CYCLE_JOBS", "24"))
 
 VARIANTS = {
     # group filter, pause test, started_at kept, timeout returned
@@ -53,7 +59,7 @@ claimed AS (
         WHERE status = 'queued' {gf} AND queue = {p['q']} AND run_at <= now()
           {pause_f} AND priority = {p['p']} AND (run_at, id) >= ({p['r']}, {p['i']})
         ORDER BY priority DESC, run_at, id
-        LIMIT 24
+        LIMIT {CYCLE_JOBS}
         FOR UPDATE SKIP LOCKED))
     RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.lease_token{rt})
 SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids, coalesce(array_agg(lease_token ORDER BY id), '{{}}') AS toks,

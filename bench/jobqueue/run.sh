@@ -42,7 +42,9 @@
 # BENCH_FINISHED_ROWS [2000000], BENCH_QUEUED_ROWS [1000000], BENCH_ROUNDS [3],
 # BENCH_PGBOSS_WORKERS [4], BENCH_PGBOSS_BATCH [5000] (pgboss.mjs says why),
 # BENCH_SKIP_PGBOSS=1 (pg-boss adds ~20 s a round; its latency is polling-bound),
-# BENCH_SKIP_BUILD=1.
+# BENCH_SKIP_BUILD=1, BENCH_FEATURES_AB=1 (then also features-ab.sh: what
+# the job queue's features cost a user who uses none of them, target
+# >= 0.95x the runtime without them; ~10 min, its own env: ROUNDS…).
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -182,3 +184,10 @@ if jq and gw:
         each = " ".join(f"{v:.2f}" for v in values)
         print(f"  {name:<46} {each:<24} {m:6.2f}{unit:<3} target {cmp} {target}{unit}  {'MET' if ok else 'MISSED'}")
 PY
+status=$?
+if [ "${BENCH_FEATURES_AB:-0}" = 1 ]; then
+  echo
+  echo "== what the features cost when unused (features-ab.sh)"
+  "$HERE/features-ab.sh" || status=$?
+fi
+exit "$status"
