@@ -3,7 +3,7 @@
 # on the worker's hot statement, counted in CPU instructions instead of
 # timed. On this VM a timed run of the same statement varies by ±10 % from
 # one run to the next, more than the effects being looked for (1-2 % each);
-# callgrind's instruction count repeats to 0.01 %.
+# callgrind's instruction count repeats to 0.02 %.
 #
 # A scratch PostgreSQL cluster (this machine's server binaries, a temporary
 # directory, its own port) gets two databases built from the migrations:

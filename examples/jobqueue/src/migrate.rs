@@ -216,7 +216,7 @@ DROP FUNCTION jobqueue_notify_group();
 -- and each partial index predicate of the table once per statement, and
 -- tests them on every new row version. Counted with
 -- bench/jobqueue/claim-sql-instructions.sh (CPU instructions under
--- callgrind, exact to 0.01 %; the worker's store-and-claim statement at
+-- callgrind, repeating to 0.02 %; the worker's store-and-claim statement at
 -- concurrency 24): the timeout CHECK cost 1.6 % of the base schema's
 -- instructions, the two group indexes 1.7 %.
 --
