@@ -24,14 +24,12 @@ use crate::job::{Job, NewJob, JOB_COLUMNS};
 use super::{insert_params, Queue, QueueError, NOTIFY_GROUP};
 
 /// The insert; `ON CONFLICT` names the partial unique index's predicate so
-/// PostgreSQL can infer it. `$9::int`: left untyped, the parameter would
-/// take the column's domain type (migration 6), which the client cannot
-/// bind an `i32` to.
+/// PostgreSQL can infer it.
 fn insert_sql() -> String {
     format!(
         "INSERT INTO jobs (queue, kind, payload, priority, run_at, max_attempts, idempotency_key,
                            group_key, timeout_seconds, unique_states, unique_until)
-         VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7, $8, $9::int, $10,
+         VALUES ($1, $2, $3, $4, COALESCE($5, now()), $6, $7, $8, $9, $10,
                  now() + $11 * interval '1 second')
          ON CONFLICT (idempotency_key) WHERE {UNIQUE_KEY_PREDICATE} DO NOTHING
          RETURNING {JOB_COLUMNS}"
