@@ -538,6 +538,55 @@ async fn timed_out_handler_is_aborted_and_its_attempt_counted() {
     assert_eq!(*finished.lock().unwrap(), 0, "the handler ran to its end");
 }
 
+/// The database takes exactly the timeouts the API takes (one range:
+/// `MAX_TIMEOUT_SECONDS`, and migration 7's function): plain SQL that
+/// writes a value outside it, on INSERT or on UPDATE, fails with the
+/// CHECK's SQLSTATE and name; NULL (no timeout) and both ends pass.
+#[tokio::test]
+async fn the_database_takes_the_timeouts_the_api_takes() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let client = q.pool().get().await.unwrap();
+    let max = jobqueue::job::MAX_TIMEOUT_SECONDS;
+    for ok in [None, Some(1), Some(max)] {
+        client
+            .execute(
+                "INSERT INTO jobs (kind, timeout_seconds) VALUES ('noop', $1)",
+                &[&ok],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{ok:?} refused: {e}"));
+    }
+    let id: i64 = db.sql("SELECT min(id) FROM jobs").parse().unwrap();
+    for bad in [0, -1, max + 1, i32::MAX, i32::MIN] {
+        for sql in [
+            "INSERT INTO jobs (kind, timeout_seconds) VALUES ('noop', $1)",
+            "UPDATE jobs SET timeout_seconds = $1 WHERE id = $2",
+        ] {
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                if sql.starts_with("UPDATE") {
+                    vec![&bad, &id]
+                } else {
+                    vec![&bad]
+                };
+            let err = client.execute(sql, &params).await.expect_err(sql);
+            let db_err = err.as_db_error().expect("a database error");
+            assert_eq!(
+                db_err.code(),
+                &tokio_postgres::error::SqlState::CHECK_VIOLATION,
+                "{bad}: {sql}"
+            );
+            assert_eq!(
+                db_err.constraint(),
+                Some("jobs_timeout_seconds_check"),
+                "{bad}: {sql}"
+            );
+        }
+    }
+    assert_eq!(db.count("true"), 3);
+    assert_eq!(db.count("timeout_seconds IS NULL"), 1);
+}
+
 /// Output (returned, or `echo`), progress (seen while running), and
 /// `started_at`, through the API; `?wait=` answers when the job ends.
 #[tokio::test]

@@ -532,7 +532,8 @@ async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
              ('c', 'succeeded', 'k2', '{queued}'), ('d', 'succeeded', 'k3', NULL);",
     );
     let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
-    assert_eq!(applied, [6]);
+    assert_eq!(applied[0], 6);
+    assert_eq!(applied.len(), jobqueue::migrate::MIGRATIONS.len() - 5);
     assert_eq!(
         db.sql("SELECT kind FROM jobs WHERE idempotency_key = 'k'"),
         "b"
