@@ -182,8 +182,15 @@ fn build_pool(
             recycling_method: RecyclingMethod::Fast,
         },
     );
+    crate::stale_statements::start_clock();
     Pool::builder(manager)
         .max_size(size)
+        // A cached statement PostgreSQL refuses for good (a column's type
+        // changed under it) is prepared again: stale_statements.rs.
+        .pre_recycle(deadpool_postgres::Hook::sync_fn(|client, metrics| {
+            crate::stale_statements::forget_if_stale(client, metrics);
+            Ok(())
+        }))
         .wait_timeout(Some(Duration::from_secs(10)))
         .create_timeout(Some(Duration::from_secs(5)))
         .recycle_timeout(Some(Duration::from_secs(5)))

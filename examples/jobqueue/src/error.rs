@@ -24,6 +24,9 @@ pub struct DbFailure {
 
 impl DbFailure {
     pub fn from_pg(e: &tokio_postgres::Error) -> Self {
+        // Every database error passes here: the one place that sees a
+        // prepared statement PostgreSQL refuses for good.
+        crate::stale_statements::note(e);
         if let Some(db) = e.as_db_error() {
             let mut message = db.message().to_string();
             if let Some(detail) = db.detail() {

@@ -61,6 +61,7 @@ pub mod ratelimit;
 pub mod reaper;
 pub mod schedule;
 pub mod shutdown;
+mod stale_statements;
 pub mod telemetry;
 pub mod testing;
 pub mod worker;

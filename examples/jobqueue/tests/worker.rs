@@ -548,6 +548,54 @@ async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
     );
 }
 
+/// A column the worker's statements return changes type under a running
+/// worker and the API's pool (a migration, or a DBA): PostgreSQL refuses
+/// every statement prepared before with "cached plan must not change
+/// result type" (SQLSTATE 0A000). The worker keeps claiming, and the
+/// library fails one call, then prepares again.
+#[tokio::test]
+async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..5)
+        .map(|_| NewJob::new("noop").timeout_seconds(30))
+        .collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let mut opts = options(&["default"]);
+    opts.poll_interval = Duration::from_millis(100);
+    let w = start(&db, Registry::with_builtins(), opts);
+    assert!(
+        eventually(Duration::from_secs(10), || db.count("status = 'succeeded'")
+            == 5)
+        .await
+    );
+    let first: i64 = db.sql("SELECT min(id) FROM jobs").parse().unwrap();
+    q.get(first).await.expect("prepared before the change");
+
+    db.sql(
+        "CREATE DOMAIN test_seconds AS integer;
+         ALTER TABLE jobs ALTER COLUMN timeout_seconds TYPE test_seconds",
+    );
+    // The library: the statement prepared before fails once, then works.
+    let err = q
+        .get(first)
+        .await
+        .expect_err("PostgreSQL refuses the old plan");
+    assert_eq!(err.sqlstate(), Some("0A000"), "{err}");
+    assert_eq!(q.get(first).await.expect("prepared again").id, first);
+    // The worker: its claim was prepared before; it claims again.
+    q.enqueue_batch(&jobs).await.unwrap();
+    q.enqueue_batch(&jobs).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || db.count("status = 'succeeded'")
+            == 15)
+        .await,
+        "the worker stopped claiming: {} of 15 jobs done",
+        db.count("status = 'succeeded'")
+    );
+    w.stop().await;
+}
+
 /// With only the concurrency set, the adaptive batch and prefetch never
 /// lease more jobs than the concurrency (the `kill -9` bound): sampled in
 /// the database while short and long jobs churn through.
