@@ -87,37 +87,4 @@ for round in $(seq 1 "$ENQUEUE_ROUNDS"); do
   done
   echo "  enqueue/latency round $round done (load $(cut -d' ' -f1 /proc/loadavg))"
 done
-python3 - "$OUT" <<'PY'
-import json, statistics, sys
-runs = {}  # (tag, concurrency) -> {label: result}: one pair
-for line in open(sys.argv[1]):
-    label, tag, js = line.split(" ", 2)
-    r = json.loads(js)
-    runs.setdefault((tag, tuple(sorted(r["process_by_concurrency"]))), {})[label] = r
-pairs = [p for p in runs.values() if "base" in p and "new" in p]
-print(f"{'measure':<28}{'base (median)':>15}{'new (median)':>15}  {'new/base per pair':<48}{'median':>7}")
-def line(name, get, lower_is_better=False):
-    got = [(get(p["base"]), get(p["new"])) for p in pairs]
-    got = [(b, n) for b, n in got if b and n and b == b and n == n]
-    if not got:
-        return
-    rs = [n / b for b, n in got]
-    if lower_is_better:
-        rs = [1 / x for x in rs]
-    each = " ".join(f"{x:.2f}" for x in rs)
-    print(f"{name:<28}{statistics.median(b for b, _ in got):>15.1f}{statistics.median(n for _, n in got):>15.1f}  {each:<48}{statistics.median(rs):>7.2f}")
-processing = lambda r: r["enqueue_http_jobs_per_s"] is None  # the processing-only runs
-cs = sorted({c for p in pairs for c in p["new"]["process_by_concurrency"]}, key=int)
-for c in cs:
-    line(f"process c{c} (jobs/s)", lambda r, c=c: r["process_by_concurrency"].get(c) if processing(r) else None)
-for c in cs:
-    def cpu(r, c=c):
-        u = r.get("process_cpu_by_concurrency", {}).get(c)
-        return u["worker_us_per_job"] + u["postgres_us_per_job"] if u and processing(r) else None
-    line(f"CPU/job c{c} (µs, inverted)", cpu, lower_is_better=True)
-line("enqueue library (jobs/s)", lambda r: None if processing(r) else r["enqueue_jobs_per_s"])
-line("enqueue HTTP (jobs/s)", lambda r: r["enqueue_http_jobs_per_s"])
-line("latency p99 (ms, inverted)", lambda r: None if processing(r) else r["latency_p99_ms"], lower_is_better=True)
-print("target: every median ratio >= 0.95 (new at most 5 % slower). Processing pairs ran back to back at one")
-print("concurrency; CPU/job is the CPU time of the worker process plus every PostgreSQL process, per job.")
-PY
+python3 "$HERE/features_ab_report.py" "$OUT"
