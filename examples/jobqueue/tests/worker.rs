@@ -532,8 +532,13 @@ async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
              ('c', 'succeeded', 'k2', '{queued}'), ('d', 'succeeded', 'k3', NULL);",
     );
     let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
-    assert_eq!(applied[0], 6);
-    assert_eq!(applied.len(), jobqueue::migrate::MIGRATIONS.len() - 5);
+    assert_eq!(
+        applied,
+        jobqueue::migrate::MIGRATIONS[5..]
+            .iter()
+            .map(|m| m.0)
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         db.sql("SELECT kind FROM jobs WHERE idempotency_key = 'k'"),
         "b"
@@ -548,11 +553,13 @@ async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
     );
 }
 
-/// A column the worker's statements return changes type under a running
-/// worker and the API's pool (a migration, or a DBA): PostgreSQL refuses
-/// every statement prepared before with "cached plan must not change
-/// result type" (SQLSTATE 0A000). The worker keeps claiming, and the
-/// library fails one call, then prepares again.
+/// A column the statements return changes type under them (a migration,
+/// or a DBA): PostgreSQL refuses every statement prepared before with
+/// "cached plan must not change result type" (SQLSTATE 0A000). The
+/// library fails one call, then prepares again; a running worker keeps
+/// claiming. The library part runs before the worker starts: a worker's
+/// failed claim would mark the refusal first and spare the library its
+/// one failure.
 #[tokio::test]
 async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
     let db = Db::start().await;
@@ -560,7 +567,20 @@ async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
     let jobs: Vec<NewJob> = (0..5)
         .map(|_| NewJob::new("noop").timeout_seconds(30))
         .collect();
-    q.enqueue_batch(&jobs).await.unwrap();
+    let first = q.enqueue_batch(&jobs).await.unwrap()[0];
+    q.get(first).await.expect("prepared before the change");
+    db.sql(
+        "CREATE DOMAIN test_seconds AS integer;
+         ALTER TABLE jobs ALTER COLUMN timeout_seconds TYPE test_seconds",
+    );
+    let err = q
+        .get(first)
+        .await
+        .expect_err("PostgreSQL refuses the old plan");
+    assert_eq!(err.sqlstate(), Some("0A000"), "{err}");
+    assert_eq!(q.get(first).await.expect("prepared again").id, first);
+
+    // The worker prepares its claim on the domain type, which then goes.
     let mut opts = options(&["default"]);
     opts.poll_interval = Duration::from_millis(100);
     let w = start(&db, Registry::with_builtins(), opts);
@@ -569,21 +589,7 @@ async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
             == 5)
         .await
     );
-    let first: i64 = db.sql("SELECT min(id) FROM jobs").parse().unwrap();
-    q.get(first).await.expect("prepared before the change");
-
-    db.sql(
-        "CREATE DOMAIN test_seconds AS integer;
-         ALTER TABLE jobs ALTER COLUMN timeout_seconds TYPE test_seconds",
-    );
-    // The library: the statement prepared before fails once, then works.
-    let err = q
-        .get(first)
-        .await
-        .expect_err("PostgreSQL refuses the old plan");
-    assert_eq!(err.sqlstate(), Some("0A000"), "{err}");
-    assert_eq!(q.get(first).await.expect("prepared again").id, first);
-    // The worker: its claim was prepared before; it claims again.
+    db.sql("ALTER TABLE jobs ALTER COLUMN timeout_seconds TYPE integer");
     q.enqueue_batch(&jobs).await.unwrap();
     q.enqueue_batch(&jobs).await.unwrap();
     assert!(
