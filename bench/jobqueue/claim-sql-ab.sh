@@ -50,8 +50,8 @@ run() { # db script: tps of TXNS cycles on freshly queued jobs
     -c "INSERT INTO jobs (kind, payload) SELECT 'noop', jsonb_build_object('i', g) FROM generate_series(1, $JOBS) g" \
     -c "VACUUM ANALYZE jobs" -c "CHECKPOINT" >/dev/null
   local out
-  out=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off" \
-    pgbench "${PGARGS[@]}" -n -M prepared -c 1 -t "$TXNS" -D ids='{}' -D toks='{}' -D p=0 \
+  out=$(PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off -c enable_seqscan=off" \
+    pgbench "${PGARGS[@]}" -n -M prepared -c 1 -t "$TXNS" -D ids='{}' -D toks='{}' -D tids='{}' -D p=0 \
       -D r=-infinity -D i=0 -D q=default -f "$DIR/$2.pgb" "$1" 2>&1) || { echo "$out" >&2; return 1; }
   sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out"
 }

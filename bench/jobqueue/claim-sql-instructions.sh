@@ -71,7 +71,7 @@ count() { # db statement: instructions inside CALL, for CYCLES cycles on freshly
     --callgrind-out-file=$DIR/cg.%p $BIN/postgres -D $DIR/data -p $PORT -k $DIR -c autovacuum=off" \
     >"$DIR/valgrind.log" 2>&1 &
   for _ in $(seq 1 240); do "${PSQL[@]}" -d postgres -c "SELECT 1" >/dev/null 2>&1 && break; sleep 0.5; done
-  PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off" \
+  PGOPTIONS="-c plan_cache_mode=force_generic_plan -c synchronous_commit=off -c jit=off -c enable_seqscan=off" \
     "${PSQL[@]}" -d "$1" -c "CALL cycle_${2//-/_}($CYCLES)"
   # Every cycle must have claimed its CYCLE_JOBS jobs (else the count is of nothing).
   left=$("${PSQL[@]}" -d "$1" -c "SELECT count(*) FROM jobs WHERE status <> 'queued'")

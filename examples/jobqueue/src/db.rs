@@ -143,17 +143,25 @@ pub fn pool_async_commit(url: &str, size: usize) -> Result<Pool> {
 /// Like [`pool_async_commit`], but every prepared statement runs its
 /// *generic* plan (`plan_cache_mode = force_generic_plan`): planned once
 /// per connection instead of once per execution. For the fetcher's
-/// claim-and-complete only, whose SQL is written so that the generic plan
-/// is the right one whatever the statistics (primary-key lookups, the
-/// claim index; no join for the planner to get wrong): measured with
-/// `EXPLAIN ANALYZE` on 12 + 12 rows, planning took 0.4–0.7 ms of a
-/// 0.9–1.3 ms statement with custom plans, 0.02–0.09 ms with the generic
-/// one.
+/// claims only, whose SQL is written so that the generic plan is the
+/// right one whatever the statistics (TID fetches, the claim index; no
+/// join for the planner to get wrong): measured with `EXPLAIN ANALYZE` on
+/// 12 + 12 rows, planning took 0.4–0.7 ms of a 0.9–1.3 ms statement with
+/// custom plans, 0.02–0.09 ms with the generic one.
+///
+/// And without sequential scans (`enable_seqscan = off`, which makes
+/// them the planner's last resort): the claims find rows by `ctid`
+/// (`queue/tid.rs`), and a generic plan counts ten addresses in an array
+/// parameter, so for a table of a few pages it would read the table
+/// instead. That plan is kept until something invalidates it (an
+/// autovacuum or analyze of the table, up to a minute later), and by then
+/// a bulk enqueue may have made the table a million rows long: every claim
+/// would read all of them.
 pub fn pool_async_commit_generic_plans(url: &str, size: usize) -> Result<Pool> {
     pool_with_session_options(
         url,
         size,
-        "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan",
+        "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan -c enable_seqscan=off",
     )
 }
 

@@ -706,6 +706,168 @@ async fn claim_and_complete_is_fenced() {
     assert_eq!(claimed.len(), 5);
 }
 
+/// The fetcher stores a success where its claim left the row (a TID
+/// fetch, `queue/tid.rs`). A row that moved since (here a progress report)
+/// is not found there: it is not stored, its slot is not given to a new
+/// job, and storing it by id afterwards works.
+#[tokio::test]
+async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..8).map(|_| NewJob::new("noop")).collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let held = q.claim(&queues, 3, lease, "w").await.unwrap();
+    assert_eq!(held.len(), 3);
+    assert!(
+        held.iter().all(|j| j.tid.is_some()),
+        "a claim returns addresses"
+    );
+    // held[1]'s row moves: a progress report writes a new version.
+    assert!(q
+        .set_progress(held[1].id, held[1].lease_token, &json!({"pct": 50}))
+        .await
+        .unwrap());
+    let done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
+    let addresses: Vec<jobqueue::queue::Tid> = held.iter().filter_map(|j| j.tid).collect();
+    let (claimed, mut completed) = q
+        .claim_and_complete_at(&queues, 3, lease, "w", &done, &addresses, None)
+        .await
+        .unwrap();
+    completed.sort_unstable();
+    assert_eq!(completed, vec![held[0].id, held[2].id]);
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the moved job keeps its slot: 3 slots, 2 stored, 2 claimed"
+    );
+    assert_eq!(status_of(&q, held[1].id).await.status, Status::Running);
+    assert_eq!(db.count("status = 'running'"), 3);
+    // By id, as the completer does it.
+    let (_, completed) = q
+        .claim_and_complete(&queues, 1, lease, "w", &[done[1]], None)
+        .await
+        .unwrap();
+    assert_eq!(completed, vec![held[1].id]);
+    assert_eq!(status_of(&q, held[1].id).await.status, Status::Succeeded);
+    // A stale token at the right address is still refused: the address
+    // is a way in, not the fence.
+    let again = q.claim(&queues, 1, lease, "w").await.unwrap();
+    let stale = [(again[0].id, again[0].lease_token.wrapping_add(1))];
+    let (_, completed) = q
+        .claim_and_complete_at(
+            &queues,
+            1,
+            lease,
+            "w",
+            &stale,
+            &[again[0].tid.unwrap()],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(completed.is_empty());
+    assert_eq!(status_of(&q, again[0].id).await.status, Status::Running);
+    // Addresses must pair with the finished jobs.
+    assert!(q
+        .claim_and_complete_at(&queues, 1, lease, "w", &stale, &addresses, None)
+        .await
+        .is_err());
+}
+
+/// A worker whose handlers report progress (their rows move while they
+/// run) still stores every success, none as a lost lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stores_jobs_whose_rows_moved_while_they_ran() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let registry = Registry::new().register("reporting", |ctx: JobContext| async move {
+        ctx.set_progress(json!({"step": 1})).await?;
+        Ok(())
+    });
+    let jobs: Vec<NewJob> = (0..200).map(|_| NewJob::new("reporting")).collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let worker = Worker::new(&db.url, registry, options(&["default"])).unwrap();
+    let metrics = worker.metrics();
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let handle = tokio::spawn(worker.run(shutdown));
+    assert!(
+        eventually(Duration::from_secs(30), || db.count("status = 'succeeded'")
+            == 200)
+        .await,
+        "{} of 200 succeeded",
+        db.count("status = 'succeeded'")
+    );
+    assert_eq!(db.count("progress IS NULL"), 0);
+    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(
+        metrics.job_completed_total.get(&["default", "reporting"]),
+        200
+    );
+    let _ = stop.send(true);
+    handle.await.unwrap().unwrap();
+}
+
+/// The store-and-claim statement's generic plan (planned once per claim
+/// connection, kept until the table's statistics change) fetches rows by
+/// address, and keeps doing so when the table it was planned on was a few
+/// pages and has since grown: never a scan of the table or of its
+/// primary key.
+#[tokio::test]
+async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..50).map(|_| NewJob::new("noop")).collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    db.sql("VACUUM ANALYZE jobs");
+    let held = q
+        .claim(&["default".to_string()], 10, Duration::from_secs(30), "w")
+        .await
+        .unwrap();
+    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
+    let ids = array(held.iter().map(|j| j.id.to_string()).collect());
+    let tokens = array(held.iter().map(|j| j.lease_token.to_string()).collect());
+    let tids = array(
+        held.iter()
+            .map(|j| format!("\"{}\"", j.tid.unwrap()))
+            .collect(),
+    );
+    let pool = jobqueue::db::pool_async_commit_generic_plans(&db.url, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    let prepare = format!(
+        "PREPARE store_and_claim(bigint[], bigint[], text, bigint, bigint, float8, text, tid[]) AS {}",
+        jobqueue::queue::store_and_claim_by_address_sql(false)
+    );
+    client.batch_execute(&prepare).await.unwrap();
+    let explain = format!(
+        "EXPLAIN EXECUTE store_and_claim({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids})"
+    );
+    let plan = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let small = plan(client.simple_query(&explain).await.unwrap());
+    // The table grows 4,000-fold; nothing analyses it.
+    db.sql("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 200000)");
+    let grown = plan(client.simple_query(&explain).await.unwrap());
+    for (name, plan) in [("small", &small), ("grown", &grown)] {
+        assert_eq!(
+            plan.matches("Tid Scan on jobs j").count(),
+            2,
+            "{name}: the finished and the claimed rows by address:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan on jobs"), "{name}:\n{plan}");
+        assert!(!plan.contains("jobs_pkey"), "{name}:\n{plan}");
+        assert!(!plan.contains("jobs_lease_idx"), "{name}:\n{plan}");
+    }
+}
+
 /// Every connection runs without JIT (db.rs says why: a re-planned
 /// statement can cross `jit_above_cost` and compile for 200 ms); a URL's
 /// own `options` still wins.

@@ -1,10 +1,17 @@
 //! Claim due jobs under a lease: the worker's fetcher calls this.
 //!
-//! One statement: `UPDATE … WHERE id = ANY(ARRAY(SELECT … FOR UPDATE SKIP
-//! LOCKED LIMIT n))` stamps the rows with a fresh random lease token.
-//! `SKIP LOCKED` means concurrent workers never wait on each other's rows;
-//! the `ARRAY(…)` form keeps the planner on the claim index (a join
-//! against a CTE made it hash the whole table).
+//! One statement: `UPDATE … WHERE ctid = ANY(ARRAY(SELECT ctid … FOR
+//! UPDATE SKIP LOCKED LIMIT n))` stamps the rows with a fresh random lease
+//! token. `SKIP LOCKED` means concurrent workers never wait on each
+//! other's rows; the `ARRAY(…)` form keeps the planner on the claim index
+//! (a join against a CTE made it hash the whole table). The rows are
+//! updated where the subquery locked them (a TID scan), not looked up
+//! again by primary key (`tid.rs`): the lock keeps that version current
+//! until the update. A row the lock found updated since the statement's
+//! snapshot (its newer version is locked instead) is not visible at that
+//! address: it is left queued, not claimed, and the lock ends with the
+//! statement. It returns the new versions' `ctid`, by which the fetcher
+//! later stores the jobs' successes.
 //!
 //! **Where the scan starts** ([`ClaimFrom`]). A claimed job leaves a dead
 //! entry at the head of the claim index until VACUUM removes it (every
@@ -90,14 +97,14 @@ fn claim_one_queue_sql(from: bool) -> String {
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
-WHERE j.id = ANY(ARRAY(
-    SELECT id FROM jobs
+WHERE j.ctid = ANY(ARRAY(
+    SELECT ctid FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
       AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues)) {from}
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
-RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds"
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds, j.ctid"
     )
 }
 
@@ -105,14 +112,14 @@ const CLAIM_MANY_QUEUES: &str = "
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
-WHERE j.id = ANY(ARRAY(
-    SELECT id FROM jobs
+WHERE j.ctid = ANY(ARRAY(
+    SELECT ctid FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = ANY($1) AND run_at <= now()
       AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
-RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds";
+RETURNING j.id, j.queue, j.kind, j.payload, j.attempts, j.max_attempts, j.priority, j.run_at, j.timeout_seconds, j.ctid";
 
 impl Queue {
     /// Claims up to `limit` due jobs from `queues` (highest priority first)
@@ -203,6 +210,12 @@ pub(super) fn claimed_from_row(
             None
         },
         lease_token: token,
+        // Grouped claims are stored by the completer, by id.
+        tid: if with_group {
+            None
+        } else {
+            r.try_get(first + 9)?
+        },
     })
 }
 

@@ -47,7 +47,7 @@ mod claim;
 mod claim_and_complete;
 mod claim_grouped;
 pub use claim::ClaimFrom;
-pub use claim_and_complete::POSITIONAL_FENCE_MAX;
+pub use claim_and_complete::{store_and_claim_by_address_sql, POSITIONAL_FENCE_MAX};
 pub use claim_grouped::{GroupedClaim, GROUP_LOCK_CLASS};
 mod complete;
 mod complete_with_output;
@@ -71,6 +71,8 @@ mod schedule_get;
 mod schedule_list;
 mod schedule_put;
 mod stats;
+mod tid;
+pub use tid::Tid;
 
 use std::time::Duration;
 
@@ -147,6 +149,9 @@ pub struct ClaimedJob {
     /// Set for jobs claimed by the grouped claim.
     pub group: Option<String>,
     pub lease_token: i64,
+    /// Where the claimed row version lies (`tid.rs`): the fetcher stores
+    /// the job's success by it. `None` for grouped claims.
+    pub tid: Option<Tid>,
 }
 
 /// A failed attempt to record.

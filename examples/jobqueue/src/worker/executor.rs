@@ -35,8 +35,23 @@ pub(crate) struct Outcome {
     /// A grouped job: storing its outcome frees a place in its group, so
     /// the completer wakes every worker's group fetchers.
     pub grouped: bool,
+    /// Where the claim left the job's row (`queue/tid.rs`): the fetcher
+    /// stores a success by it. `None`: by id (grouped jobs, and a success
+    /// whose row had moved since).
+    pub tid: Option<crate::queue::Tid>,
     /// Frees the slot when the outcome is stored (dropped).
     pub permit: OwnedSemaphorePermit,
+}
+
+impl Outcome {
+    /// Whether the fetcher stores this outcome with its next claim
+    /// (`Outbox::take_successes`). Failures, outputs (`complete_with_output`:
+    /// the combined statement stays narrow) and grouped jobs (the completer
+    /// sends the wake-up their places need) go to the completer, and so
+    /// does a success without an address (its row moved: stored by id).
+    pub fn fetcher_takes(&self) -> bool {
+        self.result.is_ok() && self.output.is_none() && !self.grouped && self.tid.is_some()
+    }
 }
 
 #[derive(Clone)]
@@ -129,6 +144,7 @@ impl Executor {
                         result,
                         output,
                         grouped: job.group.is_some(),
+                        tid: job.tid,
                         permit,
                     });
                 }

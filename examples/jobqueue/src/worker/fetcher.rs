@@ -14,7 +14,9 @@
 //!   else is still running; jobs are never leased beyond the slots;
 //! - **store and claim in one statement**: the successes of finished jobs
 //!   waiting in the [`Outbox`] are stored by the claim that reuses their
-//!   slots (`Queue::claim_and_complete`), one round trip and one commit;
+//!   slots (`Queue::claim_and_complete_at`), one round trip and one
+//!   commit, each found at the address its claim returned; one whose row
+//!   moved meanwhile goes back to the completer, which stores it by id;
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
@@ -46,7 +48,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
-use crate::queue::{ClaimFrom, Queue};
+use crate::queue::{ClaimFrom, Queue, Tid};
 use crate::shutdown::Shutdown;
 
 use super::completer::{record, Outbox};
@@ -84,10 +86,10 @@ enum Settled {
 pub(crate) const CLAIM_LINGER: Duration = Duration::from_millis(2);
 
 pub(crate) struct Fetcher {
-    /// Claims with few finished jobs: generic-plan connections.
+    /// Claims, on generic-plan connections: the statement finds finished
+    /// rows by address (`queue/claim_and_complete.rs`, `Find::Address`),
+    /// a plan that is right for any number of them.
     pub queue: Queue,
-    /// Claims storing many finished jobs: custom-plan connections.
-    pub queue_custom: Queue,
     pub opts: Arc<WorkerOptions>,
     pub executor: Executor,
     pub slots: Arc<Semaphore>,
@@ -121,10 +123,10 @@ impl Capacity {
 
 impl Fetcher {
     pub async fn run(mut self, mut shutdown: Shutdown) {
-        self.outbox.fetcher_active.store(true, Ordering::Release);
+        self.outbox.fetcher_active.store(true, Ordering::SeqCst);
         self.claim_loop(&mut shutdown).await;
         // Stopped: the completer stores everything from now on.
-        self.outbox.fetcher_active.store(false, Ordering::Release);
+        self.outbox.fetcher_active.store(false, Ordering::SeqCst);
         self.outbox.for_completer.notify_one();
     }
 
@@ -156,7 +158,7 @@ impl Fetcher {
                 // Queue drained and nothing in flight: sleep until notified,
                 // polled, or stopped; meanwhile the completer stores
                 // outcomes at once.
-                self.outbox.fetcher_active.store(false, Ordering::Release);
+                self.outbox.fetcher_active.store(false, Ordering::SeqCst);
                 self.outbox.for_completer.notify_one();
                 tokio::select! {
                     biased;
@@ -164,7 +166,7 @@ impl Fetcher {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.opts.poll_interval) => {}
                 }
-                self.outbox.fetcher_active.store(true, Ordering::Release);
+                self.outbox.fetcher_active.store(true, Ordering::SeqCst);
                 drained = false;
                 // Woken: whatever was queued meanwhile may lie anywhere.
                 self.from = None;
@@ -214,11 +216,7 @@ impl Fetcher {
             }
             // Not raced against shutdown: a claim in flight when SIGTERM
             // arrives completes, and its rows are run (or handed back).
-            let queue = if cap.finished.len() <= crate::queue::POSITIONAL_FENCE_MAX {
-                self.queue.clone()
-            } else {
-                self.queue_custom.clone()
-            };
+            let queue = self.queue.clone();
             let opts = self.opts.clone();
             let from = match self.from {
                 Some(from)
@@ -234,13 +232,17 @@ impl Fetcher {
             };
             in_flight.spawn(async move {
                 let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
+                // Every success the fetcher takes has its row's address
+                // (`Outbox::take_successes`).
+                let addresses: Vec<Tid> = cap.finished.iter().filter_map(|o| o.tid).collect();
                 let r = queue
-                    .claim_and_complete(
+                    .claim_and_complete_at(
                         &opts.queues,
                         cap.slots(),
                         opts.lease_duration,
                         &opts.worker_id,
                         &done,
+                        &addresses,
                         from.as_ref(),
                     )
                     .await;
@@ -261,14 +263,14 @@ impl Fetcher {
             Settled::Full => false,
             Settled::Drained => true,
             Settled::Failed(wait) => {
-                self.outbox.fetcher_active.store(false, Ordering::Release);
+                self.outbox.fetcher_active.store(false, Ordering::SeqCst);
                 self.outbox.for_completer.notify_one();
                 tokio::select! {
                     biased;
                     _ = shutdown.wait() => {}
                     _ = tokio::time::sleep(wait) => {}
                 }
-                self.outbox.fetcher_active.store(true, Ordering::Release);
+                self.outbox.fetcher_active.store(true, Ordering::SeqCst);
                 drained
             }
         }
@@ -289,7 +291,7 @@ impl Fetcher {
                 return Settled::Failed(*error_backoff);
             }
         };
-        let wanted = cap.slots();
+        let mut wanted = cap.slots();
         match result {
             Ok((jobs, completed)) => {
                 *error_backoff = Duration::from_millis(100);
@@ -300,6 +302,22 @@ impl Fetcher {
                 } = cap;
                 if !finished.is_empty() {
                     let completed: HashSet<i64> = completed.into_iter().collect();
+                    // Not found at its address: the row moved since the
+                    // claim (or the lease is gone). The completer stores it
+                    // by id, and tells which; its slot stays held until then.
+                    let (finished, moved): (Vec<Outcome>, Vec<Outcome>) = finished
+                        .into_iter()
+                        .partition(|o| completed.contains(&o.id));
+                    if !moved.is_empty() {
+                        // The claim took one job fewer for each.
+                        wanted -= moved.len();
+                        self.outbox.put_back(
+                            moved
+                                .into_iter()
+                                .map(|o| Outcome { tid: None, ..o })
+                                .collect(),
+                        );
+                    }
                     record(
                         &self.executor.ledger,
                         &self.metrics,

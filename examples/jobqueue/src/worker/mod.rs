@@ -165,13 +165,15 @@ impl Worker {
     /// `database_url` is used for the pool and for the LISTEN connection.
     pub fn new(database_url: &str, registry: Registry, options: WorkerOptions) -> Result<Self> {
         let url = crate::db::normalise_url(database_url).map_err(Error::Url)?;
-        // Completion writers + lease keeper + hand-back/spare + claims that
-        // store many finished jobs (small claims have their own pool).
+        // Completion writers + lease keeper + hand-back/spare (the claims
+        // have their own pool: up to two in flight per lane).
         // Asynchronous commit: every write through this pool is a worker
         // state change that at-least-once delivery can lose safely (see
         // `pool_async_commit`).
         let pool = crate::db::pool_async_commit(&url, 2 + completer::MAX_WRITERS)?;
-        let claims = crate::db::pool_async_commit_generic_plans(&url, fetcher::CLAIMS_IN_FLIGHT)?;
+        let lanes = 1 + options.queue_concurrency.len();
+        let claims =
+            crate::db::pool_async_commit_generic_plans(&url, fetcher::CLAIMS_IN_FLIGHT * lanes)?;
         Ok(Worker {
             queue: Queue::new(pool),
             claims: Queue::new(claims),
@@ -253,7 +255,7 @@ impl Worker {
                 concurrency,
                 ..(*opts).clone()
             });
-            let outbox = Arc::new(Outbox::default());
+            let outbox = Arc::new(Outbox::new(claims_in_flight(concurrency)));
             let wake = Arc::new(Notify::new());
             let group_wake = Arc::new(Notify::new());
             wakes.push(wake.clone());
@@ -291,7 +293,6 @@ impl Worker {
             );
             let fetcher = Fetcher {
                 queue: self.claims.clone(),
-                queue_custom: self.queue.clone(),
                 opts: lane.clone(),
                 executor,
                 slots,
