@@ -48,6 +48,15 @@ fn start(db: &Db, registry: Registry, opts: WorkerOptions) -> Running {
     }
 }
 
+/// The versions of every migration from the `applied`-th on, in order:
+/// what an upgrade from a database with `applied` migrations applies.
+fn versions_after(applied: usize) -> Vec<i32> {
+    jobqueue::migrate::MIGRATIONS[applied..]
+        .iter()
+        .map(|m| m.0)
+        .collect()
+}
+
 async fn status_of(q: &jobqueue::Queue, id: i64) -> jobqueue::Job {
     q.get(id).await.unwrap()
 }
@@ -479,13 +488,7 @@ async fn migrate_upgrades_a_version_1_schema_in_place() {
          INSERT INTO jobs (queue, kind) VALUES ('mail', 'noop'), ('mail', 'noop');",
     );
     let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
-    assert_eq!(
-        applied,
-        jobqueue::migrate::MIGRATIONS[1..]
-            .iter()
-            .map(|m| m.0)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(applied, versions_after(1));
     assert_eq!(db.count("status = 'queued'"), 2);
     let index = db.sql("SELECT pg_get_indexdef('jobs_finished_idx'::regclass)");
     assert!(index.contains("WHERE (finished_at IS NOT NULL)"), "{index}");
@@ -532,13 +535,7 @@ async fn migrate_to_6_keeps_the_key_with_the_job_that_held_it() {
              ('c', 'succeeded', 'k2', '{queued}'), ('d', 'succeeded', 'k3', NULL);",
     );
     let applied = jobqueue::migrate(&db.url).await.expect("upgrade");
-    assert_eq!(
-        applied,
-        jobqueue::migrate::MIGRATIONS[5..]
-            .iter()
-            .map(|m| m.0)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(applied, versions_after(5));
     assert_eq!(
         db.sql("SELECT kind FROM jobs WHERE idempotency_key = 'k'"),
         "b"

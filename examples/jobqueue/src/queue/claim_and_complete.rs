@@ -23,10 +23,10 @@
 //! claim runs on the generic-plan connections
 //! (`db::pool_async_commit_generic_plans`), and the SQL leaves the
 //! planner no other way in whatever the statistics ([`Find::Address`]).
-//! Measured (`examples/bench`, 50,000 no-op jobs, four alternating
-//! rounds against the same build by id): 41,300 → 47,200 jobs/s at
-//! concurrency 200 and 60,800 → 71,000 at 2048, PostgreSQL 19.8 → 17.1
-//! and 20.1 → 18.5 µs per job.
+//! Measured (`examples/bench`, 50,000 no-op jobs, five alternating
+//! rounds against the build by id, medians of the per-round ratios):
+//! 1.09× at concurrency 24, 1.14× at 200, 1.13× at 2048; PostgreSQL CPU
+//! per job 28.2 → 26.4, 18.2 → 15.6 and 18.4 → 17.6 µs.
 //!
 //! **By id** ([`Queue::claim_and_complete`], for callers without
 //! addresses). With up to [`POSITIONAL_FENCE_MAX`] finished jobs the SQL
@@ -63,12 +63,13 @@ pub const POSITIONAL_FENCE_MAX: usize = 128;
 
 /// How the statement finds the finished jobs' rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 enum Find {
     /// By primary key, each id paired with its token by array position
     /// (up to [`POSITIONAL_FENCE_MAX`], generic plans).
-    IdPositional,
+    IdPositional = 0,
     /// By primary key, joined with `unnest(ids, tokens)` (custom plans).
-    IdJoin,
+    IdJoin = 1,
     /// At the addresses the claim returned (`tid.rs`): a nested loop over
     /// `unnest(ids, tokens, addresses)`, one TID fetch per job, whatever
     /// the number of jobs, and the only plan left to a generic plan on a
@@ -77,7 +78,7 @@ enum Find {
     /// join on id, which it picked for a table of a few pages and would
     /// have kept as the table grew), and the claim connections rule out
     /// reading the table (`db::pool_async_commit_generic_plans`).
-    Address,
+    Address = 2,
 }
 
 impl Find {
@@ -106,8 +107,8 @@ fn sql(one_queue: bool, find: Find, from: bool) -> &'static str {
         }
         all
     });
-    let find_index = Find::ALL.iter().position(|f| *f == find).unwrap_or(0);
-    &all[usize::from(one_queue) * 6 + find_index * 2 + usize::from(from)]
+    // `Find::ALL` lists the variants in discriminant order.
+    &all[usize::from(one_queue) * 6 + find as usize * 2 + usize::from(from)]
 }
 
 fn build_sql(queue_filter: &str, find: Find, from: bool) -> String {
