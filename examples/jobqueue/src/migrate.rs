@@ -296,29 +296,6 @@ ALTER TABLE jobs
     ADD CONSTRAINT jobs_timeout_seconds_check CHECK (jobqueue_timeout_seconds_valid(timeout_seconds));
 "#,
     ),
-    (
-        8,
-        "claim lanes",
-        r#"
--- A worker with many slots claims through four lanes at once, each from
--- its own quarter of a queue (worker/mod.rs, claim_lanes): one claim
--- statement at a time is bound by the one PostgreSQL backend that runs
--- it, and two claims of the same range take each other's rows. Lane k
--- claims the jobs whose `id % 4 = k`. The lane comes first in the key,
--- so each lane's claims scan their own range of this index and never
--- meet the other lanes' rows; `jobs_claim_idx` keeps the one claim order
--- of a whole queue for every other claim (a worker with few slots, a
--- lane borrowing another's jobs, `Queue::claim`). The 4 is
--- `queue::CLAIM_LANES`; a test holds the two together.
---
--- An enqueue writes one more index entry. The claims and completions of
--- a job write none: neither `running` nor a finished row is in it.
--- Building it locks out writes to the jobs table for as long as it reads
--- the queued jobs (1,000,000 queued: about a second).
-CREATE INDEX jobs_claim_lane_idx ON jobs ((id % 4), queue, priority DESC, run_at, id)
-    WHERE status = 'queued' AND group_key IS NULL;
-"#,
-    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -604,29 +604,10 @@ async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
 /// the database while short and long jobs churn through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_never_holds_more_leases_than_its_concurrency() {
-    holds_at_most_its_concurrency(6, 600).await;
-}
-
-/// The same bound with the slots shared out between claim lanes (each
-/// with its own claims, and borrowing from the others once its own part of
-/// the queue runs out).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_split_in_claim_lanes_never_holds_more_leases_than_its_concurrency() {
-    let concurrency = jobqueue::worker::MIN_SLOTS_TO_SPLIT + 3;
-    let max_held = holds_at_most_its_concurrency(concurrency, 20 * concurrency).await;
-    let one_lane = concurrency.div_ceil(jobqueue::queue::CLAIM_LANES);
-    assert!(
-        max_held > one_lane as i64,
-        "held at most {max_held}: the lanes never ran at once (one lane has {one_lane} slots)"
-    );
-}
-
-/// Runs `total` short and long jobs at `concurrency`, sampling the leases
-/// held; returns the most held at once.
-async fn holds_at_most_its_concurrency(concurrency: usize, total: usize) -> i64 {
+    const CONCURRENCY: usize = 6;
     let db = Db::start().await;
     let q = db.queue();
-    let jobs: Vec<NewJob> = (0..total)
+    let jobs: Vec<NewJob> = (0..600)
         .map(|i| NewJob::new("sleep").payload(json!({"ms": if i % 7 == 0 { 20 } else { 0 }})))
         .collect();
     q.enqueue_batch(&jobs).await.unwrap();
@@ -634,7 +615,7 @@ async fn holds_at_most_its_concurrency(concurrency: usize, total: usize) -> i64 
         &db,
         Registry::with_builtins(),
         WorkerOptions {
-            concurrency,
+            concurrency: CONCURRENCY,
             worker_id: "bounded".into(),
             ..Default::default()
         },
@@ -656,161 +637,18 @@ async fn holds_at_most_its_concurrency(concurrency: usize, total: usize) -> i64 
         let (held, done): (i64, i64) = (row.get(0), row.get(1));
         max_held = max_held.max(held);
         samples += 1;
-        if done == total as i64 || std::time::Instant::now() > deadline {
+        if done == 600 || std::time::Instant::now() > deadline {
             break;
         }
     }
     w.stop().await;
-    assert_eq!(db.count("status = 'succeeded'"), total as i64);
+    assert_eq!(db.count("status = 'succeeded'"), 600);
     assert!(samples > 10, "sampled {samples} times");
     assert!(
-        max_held <= concurrency as i64,
-        "held {max_held} leases at once with concurrency {concurrency}"
+        max_held <= CONCURRENCY as i64,
+        "held {max_held} leases at once with concurrency {CONCURRENCY}"
     );
     assert!(max_held >= 2, "jobs ran concurrently ({max_held})");
-    max_held
-}
-
-/// A claim in a lane takes only that lane's jobs (`id % CLAIM_LANES`), in
-/// claim order within the lane, both alone and with the successes it
-/// stores; a claim without a lane still takes from every lane.
-#[tokio::test]
-async fn a_claim_in_a_lane_takes_only_that_lanes_jobs() {
-    use jobqueue::queue::{ClaimLane, CLAIM_LANES};
-    let db = Db::start().await;
-    let q = db.queue();
-    let jobs: Vec<NewJob> = (0..48)
-        .map(|i| NewJob::new("noop").priority(i % 3))
-        .collect();
-    let ids = q.enqueue_batch(&jobs).await.unwrap();
-    let queues = vec!["default".to_string()];
-    let lease = Duration::from_secs(30);
-    let lane = ClaimLane::new(1).unwrap();
-    let in_lane: Vec<i64> = ids.iter().copied().filter(|id| lane.holds(*id)).collect();
-    assert_eq!(in_lane.len(), 48 / CLAIM_LANES);
-    let first = q
-        .claim_in_lane(&queues, 5, lease, "w", None, Some(&lane))
-        .await
-        .unwrap();
-    assert_eq!(first.len(), 5);
-    assert!(first.iter().all(|j| lane.holds(j.id)), "{first:?}");
-    // Claim order within the lane: the highest priority first, then id
-    // (all run at the same time).
-    let mut lane_order: Vec<(i32, i64)> = ids
-        .iter()
-        .zip(&jobs)
-        .filter(|(id, _)| lane.holds(**id))
-        .map(|(id, job)| (-job.priority, *id))
-        .collect();
-    lane_order.sort_unstable();
-    let expected: Vec<i64> = lane_order.iter().take(5).map(|(_, id)| *id).collect();
-    assert_eq!(first.iter().map(|j| j.id).collect::<Vec<_>>(), expected);
-    // Stored and claimed in one statement, still in the lane.
-    let done: Vec<(i64, i64)> = first.iter().map(|j| (j.id, j.lease_token)).collect();
-    let addresses: Vec<jobqueue::queue::Tid> = first.iter().filter_map(|j| j.tid).collect();
-    let (more, completed) = q
-        .claim_and_complete_at(
-            &queues,
-            100,
-            lease,
-            "w",
-            &done,
-            &addresses,
-            None,
-            Some(&lane),
-        )
-        .await
-        .unwrap();
-    assert_eq!(completed.len(), 5);
-    assert_eq!(
-        more.len(),
-        in_lane.len() - 5,
-        "the rest of the lane, no more"
-    );
-    assert!(more.iter().all(|j| lane.holds(j.id)), "{more:?}");
-    assert_eq!(
-        db.count(&format!("status = 'queued' AND id % {CLAIM_LANES} = 1")),
-        0
-    );
-    // The lane is empty: a claim in it gets nothing, one without a lane
-    // takes from all the others.
-    let none = q
-        .claim_in_lane(&queues, 5, lease, "w", None, Some(&lane))
-        .await
-        .unwrap();
-    assert!(none.is_empty());
-    let rest = q.claim(&queues, 100, lease, "w").await.unwrap();
-    assert_eq!(rest.len(), 48 - in_lane.len());
-    for k in (0..CLAIM_LANES).filter(|k| *k != 1) {
-        let other = ClaimLane::new(k).unwrap();
-        assert_eq!(
-            rest.iter().filter(|j| other.holds(j.id)).count(),
-            48 / CLAIM_LANES
-        );
-    }
-}
-
-/// The lane index is built on the same number of lanes as the code
-/// claims from, with the same expression (the planner only uses it for a
-/// claim whose condition is the index's own expression), and covers the
-/// same rows as the claim index.
-#[tokio::test]
-async fn the_lane_index_has_the_codes_lanes() {
-    let db = Db::start().await;
-    let def = |name: &str| db.sql(&format!("SELECT pg_get_indexdef('{name}'::regclass)"));
-    let lanes = def("jobs_claim_lane_idx");
-    let claim = def("jobs_claim_idx");
-    assert!(
-        lanes.contains(&format!(
-            "((id % ({})::bigint)), queue, priority DESC, run_at, id)",
-            jobqueue::queue::CLAIM_LANES
-        )),
-        "{lanes}"
-    );
-    let predicate = |d: &str| d.split_once(" WHERE ").map(|(_, p)| p.to_string());
-    assert_eq!(predicate(&lanes), predicate(&claim));
-    assert!(predicate(&lanes).is_some());
-}
-
-/// A worker split in claim lanes whose jobs all fall in one lane still
-/// runs them on all its slots: the other lanes borrow them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claim_lanes_with_no_jobs_borrow_the_others() {
-    use jobqueue::queue::CLAIM_LANES;
-    let db = Db::start().await;
-    let q = db.queue();
-    let concurrency = jobqueue::worker::MIN_SLOTS_TO_SPLIT;
-    let jobs: Vec<NewJob> = (0..concurrency * CLAIM_LANES)
-        .map(|_| NewJob::new("sleep").payload(json!({"ms": 5000})))
-        .collect();
-    q.enqueue_batch(&jobs).await.unwrap();
-    // Only lane 0's jobs are left, as many as the worker's slots, four
-    // times as many as lane 0's slots...
-    db.sql(&format!("DELETE FROM jobs WHERE id % {CLAIM_LANES} <> 0"));
-    let waiting = db.count("status = 'queued'");
-    assert_eq!(waiting, concurrency as i64);
-    let w = start(
-        &db,
-        Registry::with_builtins(),
-        WorkerOptions {
-            concurrency,
-            shutdown_timeout: Duration::from_secs(15),
-            ..options(&["default"])
-        },
-    );
-    // ...and yet all of them run at once.
-    let all_running = eventually(Duration::from_secs(4), || {
-        db.count("status = 'running'") == waiting
-    })
-    .await;
-    let running = db.count("status = 'running'");
-    w.stop().await;
-    assert!(
-        all_running,
-        "{running} of {waiting} jobs ran at once on {concurrency} slots; one lane has {}",
-        concurrency / CLAIM_LANES
-    );
-    assert_eq!(db.count("status = 'succeeded'"), waiting);
 }
 
 /// The combined store-and-claim statement is fenced like `complete`: a
@@ -891,7 +729,7 @@ async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
     let done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
     let addresses: Vec<jobqueue::queue::Tid> = held.iter().filter_map(|j| j.tid).collect();
     let (claimed, mut completed) = q
-        .claim_and_complete_at(&queues, 3, lease, "w", &done, &addresses, None, None)
+        .claim_and_complete_at(&queues, 3, lease, "w", &done, &addresses, None)
         .await
         .unwrap();
     completed.sort_unstable();
@@ -923,7 +761,6 @@ async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
             &stale,
             &[again[0].tid.unwrap()],
             None,
-            None,
         )
         .await
         .unwrap();
@@ -931,7 +768,7 @@ async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
     assert_eq!(status_of(&q, again[0].id).await.status, Status::Running);
     // Addresses must pair with the finished jobs.
     assert!(q
-        .claim_and_complete_at(&queues, 1, lease, "w", &stale, &addresses, None, None)
+        .claim_and_complete_at(&queues, 1, lease, "w", &stale, &addresses, None)
         .await
         .is_err());
 }
@@ -997,20 +834,11 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
     let client = pool.get().await.unwrap();
     let prepare = format!(
         "PREPARE store_and_claim(bigint[], bigint[], text, bigint, bigint, float8, text, tid[]) AS {}",
-        jobqueue::queue::store_and_claim_by_address_sql(false, false)
+        jobqueue::queue::store_and_claim_by_address_sql(false)
     );
     client.batch_execute(&prepare).await.unwrap();
-    // The same in claim lane 2 (`ClaimLane`): the lane is the last parameter.
-    let prepare_in_lane = format!(
-        "PREPARE store_and_claim_in_lane(bigint[], bigint[], text, bigint, bigint, float8, text, tid[], bigint) AS {}",
-        jobqueue::queue::store_and_claim_by_address_sql(false, true)
-    );
-    client.batch_execute(&prepare_in_lane).await.unwrap();
     let explain = format!(
         "EXPLAIN EXECUTE store_and_claim({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids})"
-    );
-    let explain_in_lane = format!(
-        "EXPLAIN EXECUTE store_and_claim_in_lane({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids}, 2)"
     );
     let plan = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
         rows.into_iter()
@@ -1022,30 +850,10 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
             .join("\n")
     };
     let small = plan(client.simple_query(&explain).await.unwrap());
-    let small_in_lane = plan(client.simple_query(&explain_in_lane).await.unwrap());
     // The table grows 4,000-fold; nothing analyses it.
     db.sql("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 200000)");
     let grown = plan(client.simple_query(&explain).await.unwrap());
-    let grown_in_lane = plan(client.simple_query(&explain_in_lane).await.unwrap());
-    // A lane's claim scans its own range of the lane index, the whole
-    // queue's the claim index.
-    for (name, plan, index) in [
-        ("small", &small, "jobs_claim_idx"),
-        ("grown", &grown, "jobs_claim_idx"),
-        ("small, in a lane", &small_in_lane, "jobs_claim_lane_idx"),
-        ("grown, in a lane", &grown_in_lane, "jobs_claim_lane_idx"),
-    ] {
-        assert!(
-            plan.contains(&format!("Index Scan using {index} on jobs")),
-            "{name}:\n{plan}"
-        );
-    }
-    for (name, plan) in [
-        ("small", &small),
-        ("grown", &grown),
-        ("small, in a lane", &small_in_lane),
-        ("grown, in a lane", &grown_in_lane),
-    ] {
+    for (name, plan) in [("small", &small), ("grown", &grown)] {
         assert_eq!(
             plan.matches("Tid Scan on jobs j").count(),
             2,

@@ -63,55 +63,6 @@ pub(super) fn from_filter(p: usize, r: usize, i: usize) -> String {
     format!("AND priority = ${p} AND (run_at, id) >= (${r}, ${i})")
 }
 
-/// The claim lanes of `jobs_claim_lane_idx` (migration 8): lane `k` holds
-/// the queued jobs whose `id % CLAIM_LANES = k`. A worker with many slots
-/// claims through all of them at once (`worker/mod.rs`, `claim_lanes`).
-pub const CLAIM_LANES: usize = 4;
-
-/// One of the [`CLAIM_LANES`] lanes: a one-queue claim in a lane takes only
-/// that lane's jobs, in claim order, scanning only that lane's part of
-/// `jobs_claim_lane_idx`. Priority order holds within a lane; across lanes
-/// it holds as far as the lanes claim at the same pace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClaimLane(i64);
-
-impl ClaimLane {
-    /// Lane `k`, if there is one.
-    pub fn new(k: usize) -> Option<Self> {
-        if k < CLAIM_LANES {
-            i64::try_from(k).ok().map(ClaimLane)
-        } else {
-            None
-        }
-    }
-
-    /// Whether `job_id` is in this lane, as the index computes it (job ids
-    /// are positive: `bigserial`).
-    pub fn holds(&self, job_id: i64) -> bool {
-        job_id % CLAIM_LANES as i64 == self.0
-    }
-}
-
-/// The condition that keeps a one-queue claim in the lane bound to `$l`:
-/// the lane index's first key column, so the scan reads only that lane's
-/// range. The expression must be the index's own, for the planner to match
-/// it (`id % 4`, not `mod(id, 4)`).
-pub(super) fn lane_filter(l: usize) -> String {
-    format!("AND id % {CLAIM_LANES} = ${l}")
-}
-
-/// Binds a [`ClaimLane`] (if any) as the `$l` of [`lane_filter`].
-pub(super) fn bind_lane<'a>(
-    lane: Option<&'a ClaimLane>,
-    types: &mut Vec<Type>,
-    params: &mut Vec<&'a (dyn ToSql + Sync)>,
-) {
-    if let Some(lane) = lane {
-        types.push(Type::INT8);
-        params.push(&lane.0);
-    }
-}
-
 /// Binds a [`ClaimFrom`] (if any) after a one-queue claim's other
 /// parameters: the `$p`, `$r`, `$i` of [`from_filter`].
 pub(super) fn bind_from<'a>(
@@ -129,26 +80,15 @@ pub(super) fn bind_from<'a>(
     }
 }
 
-/// The one-queue claim, with or without a start position and a lane;
-/// each built once.
-fn claim_one_queue(from: bool, lane: bool) -> &'static str {
-    static SQL: std::sync::OnceLock<[String; 4]> = std::sync::OnceLock::new();
-    &SQL.get_or_init(|| {
-        [(false, false), (false, true), (true, false), (true, true)]
-            .map(|(from, lane)| claim_one_queue_sql(from, lane))
-    })[usize::from(from) * 2 + usize::from(lane)]
+/// The one-queue claim, with or without a start position; each built once.
+fn claim_one_queue(from: bool) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
+    &SQL.get_or_init(|| [claim_one_queue_sql(false), claim_one_queue_sql(true)])[usize::from(from)]
 }
 
-fn claim_one_queue_sql(from: bool, lane: bool) -> String {
-    let mut next = 6;
+fn claim_one_queue_sql(from: bool) -> String {
     let from = if from {
-        next += 3;
         from_filter(6, 7, 8)
-    } else {
-        String::new()
-    };
-    let lane = if lane {
-        lane_filter(next)
     } else {
         String::new()
     };
@@ -160,7 +100,7 @@ SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
 WHERE j.ctid = ANY(ARRAY(
     SELECT ctid FROM jobs
     WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
-      AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues)) {from} {lane}
+      AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues)) {from}
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED))
@@ -206,22 +146,6 @@ impl Queue {
         worker_id: &str,
         from: Option<&ClaimFrom>,
     ) -> Result<Vec<ClaimedJob>, QueueError> {
-        self.claim_in_lane(queues, limit, lease, worker_id, from, None)
-            .await
-    }
-
-    /// [`Queue::claim_from`], taking only the jobs of `lane` when `queues`
-    /// is one queue ([`ClaimLane`]; ignored for several queues, whose
-    /// claims have no lanes).
-    pub async fn claim_in_lane(
-        &self,
-        queues: &[String],
-        limit: usize,
-        lease: Duration,
-        worker_id: &str,
-        from: Option<&ClaimFrom>,
-        lane: Option<&ClaimLane>,
-    ) -> Result<Vec<ClaimedJob>, QueueError> {
         let client = self.pool.get().await?;
         let token: i64 = rand::random();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -231,9 +155,8 @@ impl Queue {
             let mut params: Vec<&(dyn ToSql + Sync)> =
                 vec![queue, &limit, &token, &lease_ms, &worker_id];
             bind_from(from, &mut types, &mut params);
-            bind_lane(lane, &mut types, &mut params);
             let stmt = client
-                .prepare_typed_cached(claim_one_queue(from.is_some(), lane.is_some()), &types)
+                .prepare_typed_cached(claim_one_queue(from.is_some()), &types)
                 .await?;
             client.query(&stmt, &params).await?
         } else {
@@ -304,37 +227,4 @@ pub(super) fn sort_in_claim_order(jobs: &mut [ClaimedJob]) {
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{claim_one_queue, ClaimLane, CLAIM_LANES};
-
-    #[test]
-    fn every_one_queue_claim_has_its_own_statement() {
-        let mut seen = std::collections::HashSet::new();
-        for from in [false, true] {
-            for lane in [false, true] {
-                let s = claim_one_queue(from, lane);
-                assert!(seen.insert(s));
-                assert_eq!(s.contains("(run_at, id) >= ($7, $8)"), from);
-                let lane_param = if from { "$9" } else { "$6" };
-                assert_eq!(
-                    s.contains(&format!("id % {CLAIM_LANES} = {lane_param}")),
-                    lane,
-                    "{s}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn each_job_is_in_exactly_one_lane() {
-        assert!(ClaimLane::new(CLAIM_LANES).is_none());
-        let lanes: Vec<ClaimLane> = (0..CLAIM_LANES).filter_map(ClaimLane::new).collect();
-        assert_eq!(lanes.len(), CLAIM_LANES);
-        for id in [1_i64, 2, 3, 4, 5, 1_000_003, i64::MAX] {
-            assert_eq!(lanes.iter().filter(|l| l.holds(id)).count(), 1, "{id}");
-        }
-    }
 }

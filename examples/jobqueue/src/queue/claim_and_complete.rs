@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{millis, ClaimFrom, ClaimLane, ClaimedJob, Queue, QueueError, Tid};
+use super::{millis, ClaimFrom, ClaimedJob, Queue, QueueError, Tid};
 
 /// The largest set of finished jobs fenced by array position. Pairing by
 /// `array_position` is O(n²), planning the `unnest` join is not free:
@@ -87,50 +87,38 @@ impl Find {
 
 /// The statement for one queue (`queue = $3`) or several (`queue =
 /// ANY($3)`), finding the finished rows one of three ways ([`Find`]),
-/// with or without a start position and a lane: twenty-four variants,
-/// each built once (this is the hot path).
-fn sql(one_queue: bool, find: Find, from: bool, lane: bool) -> &'static str {
+/// with or without a start position: twelve variants, each built once
+/// (this is the hot path).
+fn sql(one_queue: bool, find: Find, from: bool) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        let mut all = Vec::with_capacity(24);
+        let mut all = Vec::with_capacity(12);
         for one_queue in [false, true] {
             for find in Find::ALL {
                 for from in [false, true] {
-                    for lane in [false, true] {
-                        let filter = if one_queue {
-                            "queue = $3"
-                        } else {
-                            "queue = ANY($3)"
-                        };
-                        all.push(build_sql(filter, find, from, lane));
-                    }
+                    let filter = if one_queue {
+                        "queue = $3"
+                    } else {
+                        "queue = ANY($3)"
+                    };
+                    all.push(build_sql(filter, find, from));
                 }
             }
         }
         all
     });
     // `Find::ALL` lists the variants in discriminant order.
-    &all[usize::from(one_queue) * 12
-        + find as usize * 4
-        + usize::from(from) * 2
-        + usize::from(lane)]
+    &all[usize::from(one_queue) * 6 + find as usize * 2 + usize::from(from)]
 }
 
-fn build_sql(queue_filter: &str, find: Find, from: bool, lane: bool) -> String {
+fn build_sql(queue_filter: &str, find: Find, from: bool) -> String {
     let located = find == Find::Address;
-    // The optional parameters follow the seven every variant has: the
-    // addresses, then the start position (`claim.rs`), then the lane.
-    let mut next = if located { 9 } else { 8 };
-    let from = if from {
-        next += 3;
-        super::claim::from_filter(next - 3, next - 2, next - 1)
-    } else {
-        String::new()
-    };
-    let lane = if lane {
-        super::claim::lane_filter(next)
-    } else {
-        String::new()
+    // Start the claim scan at the fetcher's position (`claim.rs`); with
+    // addresses, they are $8 and the position follows.
+    let from = match (from, located) {
+        (false, _) => String::new(),
+        (true, false) => super::claim::from_filter(8, 9, 10),
+        (true, true) => super::claim::from_filter(9, 10, 11),
     };
     // With addresses, a finished job not stored (its row moved, or its
     // lease is gone) keeps its slot until the caller stores it by id: the
@@ -172,7 +160,7 @@ claimed AS (
     WHERE j.ctid = ANY(ARRAY(
         SELECT ctid FROM jobs
         WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
-          AND {pause_filter} {from} {lane}
+          AND {pause_filter} {from}
         ORDER BY priority DESC, run_at, id
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED))
@@ -187,11 +175,11 @@ SELECT false, id, queue, kind, payload, attempts, max_attempts, priority, run_at
 /// finished rows by address ([`Find::Address`]); parameters `$1` ids,
 /// `$2` tokens, `$3` queue, `$4` slots, `$5` new token, `$6` lease in ms,
 /// `$7` worker id, `$8` addresses (then `$9`–`$11`, the start position,
-/// with `from`; then the lane, with `lane`). For the test that holds its generic plan to TID fetches
+/// with `from`). For the test that holds its generic plan to TID fetches
 /// on a table of any size.
 #[doc(hidden)]
-pub fn store_and_claim_by_address_sql(from: bool, lane: bool) -> &'static str {
-    sql(true, Find::Address, from, lane)
+pub fn store_and_claim_by_address_sql(from: bool) -> &'static str {
+    sql(true, Find::Address, from)
 }
 
 impl Queue {
@@ -209,7 +197,7 @@ impl Queue {
         done: &[(i64, i64)],
         from: Option<&ClaimFrom>,
     ) -> Result<(Vec<ClaimedJob>, Vec<i64>), QueueError> {
-        self.claim_and_complete_at(queues, limit, lease, worker_id, done, &[], from, None)
+        self.claim_and_complete_at(queues, limit, lease, worker_id, done, &[], from)
             .await
     }
 
@@ -220,8 +208,7 @@ impl Queue {
     /// report) is simply not in the completed ids, and the caller stores it
     /// by id. With addresses, `limit` counts `done`'s slots and each
     /// finished job that was not stored keeps its slot: the claim takes
-    /// one job fewer for it. With one queue and a `lane`, only that lane's
-    /// jobs are claimed ([`ClaimLane`]).
+    /// one job fewer for it.
     #[allow(clippy::too_many_arguments)] // the hot path: no builder per claim
     pub async fn claim_and_complete_at(
         &self,
@@ -232,11 +219,10 @@ impl Queue {
         done: &[(i64, i64)],
         addresses: &[Tid],
         from: Option<&ClaimFrom>,
-        lane: Option<&ClaimLane>,
     ) -> Result<(Vec<ClaimedJob>, Vec<i64>), QueueError> {
         if done.is_empty() {
             return Ok((
-                self.claim_in_lane(queues, limit, lease, worker_id, from, lane)
+                self.claim_from(queues, limit, lease, worker_id, from)
                     .await?,
                 Vec::new(),
             ));
@@ -288,20 +274,11 @@ impl Queue {
             types.push(Type::TID_ARRAY);
             params.push(&addresses);
         }
-        // A start position and a lane only for one queue (module docs of
-        // `claim.rs`).
-        let (from, lane) = if queues.len() == 1 {
-            (from, lane)
-        } else {
-            (None, None)
-        };
+        // A start position only for one queue (module docs of `claim.rs`).
+        let from = if queues.len() == 1 { from } else { None };
         super::claim::bind_from(from, &mut types, &mut params);
-        super::claim::bind_lane(lane, &mut types, &mut params);
         let stmt = client
-            .prepare_typed_cached(
-                sql(queues.len() == 1, find, from.is_some(), lane.is_some()),
-                &types,
-            )
+            .prepare_typed_cached(sql(queues.len() == 1, find, from.is_some()), &types)
             .await?;
         let rows = client.query(&stmt, &params).await?;
         let mut completed = Vec::new();
@@ -322,7 +299,6 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::{sql, Find};
-    use crate::queue::CLAIM_LANES;
 
     #[test]
     fn each_variant_gets_its_own_statement() {
@@ -330,34 +306,24 @@ mod tests {
         for one_queue in [false, true] {
             for find in Find::ALL {
                 for from in [false, true] {
-                    for lane in [false, true] {
-                        let s = sql(one_queue, find, from, lane);
-                        let located = find == Find::Address;
-                        assert!(seen.insert(s), "{find:?} shares its statement");
-                        assert_eq!(s.contains("queue = $3"), one_queue);
-                        assert_eq!(s.contains("queue = ANY($3)"), !one_queue);
-                        assert_eq!(s.contains("array_position"), find == Find::IdPositional);
-                        assert_eq!(s.contains("unnest("), find != Find::IdPositional);
-                        assert_eq!(s.contains("j.ctid = d.at"), located);
-                        assert_eq!(s.contains("j.id = ANY($1)"), !located);
-                        assert_eq!(s.contains("(run_at, id) >= ($9, $10)"), from && !located);
-                        assert_eq!(s.contains("(run_at, id) >= ($10, $11)"), from && located);
-                        assert_eq!(s.contains("LIMIT $4\n"), !located);
-                        assert_eq!(s.contains("(SELECT count(*) FROM done)"), located);
-                        // The lane is the last parameter.
-                        let lane_param = 8 + usize::from(located) + 3 * usize::from(from);
-                        assert_eq!(
-                            s.contains(&format!("id % {CLAIM_LANES} = ${lane_param}")),
-                            lane,
-                            "{s}"
-                        );
-                        // The fence never depends on the way in.
-                        assert!(s.contains("j.lease_token = "));
-                        assert!(s.contains("'running'"));
-                    }
+                    let s = sql(one_queue, find, from);
+                    let located = find == Find::Address;
+                    assert!(seen.insert(s), "{find:?} shares its statement");
+                    assert_eq!(s.contains("queue = $3"), one_queue);
+                    assert_eq!(s.contains("queue = ANY($3)"), !one_queue);
+                    assert_eq!(s.contains("array_position"), find == Find::IdPositional);
+                    assert_eq!(s.contains("unnest("), find != Find::IdPositional);
+                    assert_eq!(s.contains("j.ctid = d.at"), located);
+                    assert_eq!(s.contains("j.id = ANY($1)"), !located);
+                    assert_eq!(s.contains("(run_at, id) >= ($9, $10)"), from && !located);
+                    assert_eq!(s.contains("(run_at, id) >= ($10, $11)"), from && located);
+                    assert_eq!(s.contains("LIMIT $4\n"), !located);
+                    assert_eq!(s.contains("(SELECT count(*) FROM done)"), located);
+                    // The fence never depends on the way in.
+                    assert!(s.contains("j.lease_token = "));
+                    assert!(s.contains("'running'"));
                 }
             }
         }
-        assert_eq!(seen.len(), 24);
     }
 }

@@ -46,7 +46,7 @@ mod cancel;
 mod claim;
 mod claim_and_complete;
 mod claim_grouped;
-pub use claim::{ClaimFrom, ClaimLane, CLAIM_LANES};
+pub use claim::ClaimFrom;
 pub use claim_and_complete::{store_and_claim_by_address_sql, POSITIONAL_FENCE_MAX};
 pub use claim_grouped::{GroupedClaim, GROUP_LOCK_CLASS};
 mod complete;

@@ -48,7 +48,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
-use crate::queue::{ClaimFrom, ClaimLane, Queue, Tid};
+use crate::queue::{ClaimFrom, Queue, Tid};
 use crate::shutdown::Shutdown;
 
 use super::completer::{record, Outbox};
@@ -65,15 +65,10 @@ pub(crate) const CLAIMS_IN_FLIGHT: usize = 2;
 /// per ~200 jobs claimed since the last VACUUM, so it is kept rare.
 pub(crate) const FULL_SCAN_EVERY: Duration = Duration::from_millis(100);
 
-/// How long a lane fetcher whose lane came back short claims from the
-/// whole queue before it tries its lane again (module docs).
-pub(crate) const BORROW_FOR: Duration = Duration::from_millis(100);
-
-/// A claim's capacity, whether it started at the fetcher's position,
-/// whether it took only the fetcher's lane, and its result.
+/// A claim's capacity, whether it started at the fetcher's position, and
+/// its result.
 type ClaimResult = (
     Capacity,
-    bool,
     bool,
     Result<(Vec<crate::queue::ClaimedJob>, Vec<i64>), crate::QueueError>,
 );
@@ -111,11 +106,6 @@ pub(crate) struct Fetcher {
     pub from: Option<ClaimFrom>,
     /// When the last full scan was sent.
     pub last_full_scan: tokio::time::Instant,
-    /// The claim lane this fetcher claims in (`None`: the whole queue).
-    pub lane: Option<ClaimLane>,
-    /// Until when a lane fetcher claims from the whole queue instead: its
-    /// lane came back short ([`BORROW_FOR`]).
-    pub borrowing_until: Option<tokio::time::Instant>,
 }
 
 /// What the next claim may fill: free slots, plus the slots of finished
@@ -178,10 +168,8 @@ impl Fetcher {
                 }
                 self.outbox.fetcher_active.store(true, Ordering::SeqCst);
                 drained = false;
-                // Woken: whatever was queued meanwhile may lie anywhere,
-                // and in any lane: this one's first.
+                // Woken: whatever was queued meanwhile may lie anywhere.
                 self.from = None;
-                self.borrowing_until = None;
                 continue;
             }
             // A free slot, or a finished job whose slot the claim can reuse,
@@ -230,7 +218,6 @@ impl Fetcher {
             // arrives completes, and its rows are run (or handed back).
             let queue = self.queue.clone();
             let opts = self.opts.clone();
-            let lane = self.claim_lane();
             let from = match self.from {
                 Some(from)
                     if opts.queues.len() == 1
@@ -257,10 +244,9 @@ impl Fetcher {
                         &done,
                         &addresses,
                         from.as_ref(),
-                        lane.as_ref(),
                     )
                     .await;
-                (cap, from.is_some(), lane.is_some(), r)
+                (cap, from.is_some(), r)
             });
         }
         // Stopped: the claims in flight still start their jobs (the drain
@@ -268,20 +254,6 @@ impl Fetcher {
         while let Some(r) = in_flight.join_next().await {
             self.settle(r, &mut error_backoff);
         }
-    }
-
-    /// The lane the next claim takes from: the fetcher's own, unless it is
-    /// borrowing from the whole queue. Borrowing ends after [`BORROW_FOR`];
-    /// a start position found in the other mode is not used.
-    fn claim_lane(&mut self) -> Option<ClaimLane> {
-        if let Some(until) = self.borrowing_until {
-            if tokio::time::Instant::now() < until {
-                return None;
-            }
-            self.borrowing_until = None;
-            self.from = None;
-        }
-        self.lane
     }
 
     /// What a settled claim means for the loop: the new `drained` flag;
@@ -311,7 +283,7 @@ impl Fetcher {
         joined: Result<ClaimResult, tokio::task::JoinError>,
         error_backoff: &mut Duration,
     ) -> Settled {
-        let (cap, from_position, in_lane, result) = match joined {
+        let (cap, from_position, result) = match joined {
             Ok(r) => r,
             Err(e) => {
                 // The claim task panicked: its slots were released with it.
@@ -377,13 +349,6 @@ impl Fetcher {
                 } else if from_position {
                     // Short from the position: only a full scan may say the
                     // queue is drained (it also reaches lower priorities).
-                    self.from = None;
-                    Settled::Full
-                } else if in_lane {
-                    // The lane is drained for now, the queue may not be:
-                    // borrow the other lanes' jobs, so that slots never
-                    // idle while jobs wait (ids need not spread evenly).
-                    self.borrowing_until = Some(tokio::time::Instant::now() + BORROW_FOR);
                     self.from = None;
                     Settled::Full
                 } else {

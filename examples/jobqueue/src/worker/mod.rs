@@ -22,14 +22,6 @@
 //! takes the slots of another. The ledger, lease keeper and LISTEN
 //! connection are shared by all lanes.
 //!
-//! A lane of one queue with at least [`MIN_SLOTS_TO_SPLIT`] slots is split
-//! in [`CLAIM_LANES`] *claim lanes* ([`claim_lanes`]), its slots shared
-//! out between them: each claims only the jobs of its own part of the
-//! queue (`queue/claim.rs`, [`crate::queue::ClaimLane`]), so their claim
-//! statements run on as many PostgreSQL backends at once without taking
-//! each other's rows. A claim lane whose part is empty borrows from the
-//! whole queue (`fetcher.rs`), so no slot idles while jobs wait.
-//!
 //! The one invariant they share: a slot (one of `concurrency` semaphore
 //! permits) is taken before a job is claimed and given back only once its
 //! outcome is stored. So a worker never holds more than `concurrency`
@@ -57,7 +49,7 @@ use tokio::sync::{Notify, Semaphore};
 use crate::error::{Error, Result};
 use crate::handler::Registry;
 use crate::metrics::Metrics;
-use crate::queue::{ClaimLane, Queue, CLAIM_LANES};
+use crate::queue::Queue;
 use crate::shutdown::Shutdown;
 
 use completer::{Completer, Outbox};
@@ -99,65 +91,6 @@ pub fn claims_in_flight(concurrency: usize) -> usize {
     } else {
         1
     }
-}
-
-/// The fewest slots a one-queue lane needs to be split in
-/// [`CLAIM_LANES`] claim lanes: each keeps a claim batch of at least 32.
-/// Below it one claim statement at a time keeps up (concurrency 24: one
-/// backend is 60 % busy at 30,000 jobs/s).
-pub const MIN_SLOTS_TO_SPLIT: usize = 4 * 32;
-
-/// The claim lanes a lane of `slots` slots over `queues` is split in, with
-/// each one's share of the slots (see the module docs): `CLAIM_LANES`
-/// lanes for one queue and at least [`MIN_SLOTS_TO_SPLIT`] slots, else the
-/// lane itself. Why: one claim statement in flight is bound by the one
-/// PostgreSQL backend that runs it, and two in flight over the same jobs
-/// take each other's rows (`claims_in_flight`); claim lanes never meet.
-/// Measured with `examples/bench` (50,000 no-op jobs, alternating rounds):
-/// at concurrency 200, 36,700–39,300 jobs/s with one lane and
-/// 50,200–51,500 with four; at 2048, 57,800–59,100 and 65,000–70,400.
-pub fn claim_lanes(queues: &[String], slots: usize) -> Vec<(Option<ClaimLane>, usize)> {
-    if queues.len() != 1 || slots < MIN_SLOTS_TO_SPLIT {
-        return vec![(None, slots)];
-    }
-    (0..CLAIM_LANES)
-        .filter_map(|k| {
-            let share = slots / CLAIM_LANES + usize::from(k < slots % CLAIM_LANES);
-            ClaimLane::new(k).map(|lane| (Some(lane), share))
-        })
-        .collect()
-}
-
-/// One lane of a worker (module docs): its queues, its slots, and its
-/// claim lane, if it was split.
-#[derive(Debug, Clone)]
-struct LanePlan {
-    queues: Vec<String>,
-    slots: usize,
-    claim_lane: Option<ClaimLane>,
-}
-
-/// The lanes of a worker with `opts` (module docs).
-fn plan(opts: &WorkerOptions) -> Vec<LanePlan> {
-    let mut lanes: Vec<(Vec<String>, usize)> = Vec::new();
-    if !opts.queues.is_empty() {
-        lanes.push((opts.queues.clone(), opts.concurrency.max(1)));
-    }
-    for (q, n) in &opts.queue_concurrency {
-        lanes.push((vec![q.clone()], (*n).max(1)));
-    }
-    lanes
-        .into_iter()
-        .flat_map(|(queues, slots)| {
-            claim_lanes(&queues, slots)
-                .into_iter()
-                .map(move |(claim_lane, slots)| LanePlan {
-                    queues: queues.clone(),
-                    slots,
-                    claim_lane,
-                })
-        })
-        .collect()
 }
 
 /// Tuning of a worker. `Default` holds the defaults of the `WORKER_*` env
@@ -238,7 +171,7 @@ impl Worker {
         // state change that at-least-once delivery can lose safely (see
         // `pool_async_commit`).
         let pool = crate::db::pool_async_commit(&url, 2 + completer::MAX_WRITERS)?;
-        let lanes = plan(&options).len().max(1);
+        let lanes = 1 + options.queue_concurrency.len();
         let claims =
             crate::db::pool_async_commit_generic_plans(&url, fetcher::CLAIMS_IN_FLIGHT * lanes)?;
         Ok(Worker {
@@ -294,7 +227,14 @@ impl Worker {
         opts.concurrency = opts.concurrency.max(1);
         opts.group_concurrency = opts.group_concurrency.max(1);
         let opts = Arc::new(opts);
-        let plan = plan(&opts);
+        // (queues, slots) per lane; see the module docs.
+        let mut plan: Vec<(Vec<String>, usize)> = Vec::new();
+        if !opts.queues.is_empty() {
+            plan.push((opts.queues.clone(), opts.concurrency));
+        }
+        for (q, n) in &opts.queue_concurrency {
+            plan.push((vec![q.clone()], (*n).max(1)));
+        }
         tracing::info!(
             worker_id = %opts.worker_id,
             lanes = ?plan,
@@ -308,12 +248,7 @@ impl Worker {
         let mut group_wakes = Vec::new();
         let mut completers = Vec::new();
         let mut fetchers = tokio::task::JoinSet::new();
-        for (i, lane_plan) in plan.into_iter().enumerate() {
-            let LanePlan {
-                queues,
-                slots: concurrency,
-                claim_lane,
-            } = lane_plan;
+        for (i, (queues, concurrency)) in plan.into_iter().enumerate() {
             let batch = claim_batch(concurrency, opts.batch_size);
             let lane = Arc::new(WorkerOptions {
                 queues,
@@ -375,8 +310,6 @@ impl Worker {
                 claims_in_flight: claims_in_flight(concurrency),
                 from: None,
                 last_full_scan: tokio::time::Instant::now(),
-                lane: claim_lane,
-                borrowing_until: None,
             };
             fetchers.spawn(fetcher.run(shutdown.clone()));
         }
@@ -508,42 +441,5 @@ mod tests {
         assert_eq!(claims_in_flight(MAX_AUTO_BATCH), 1);
         assert_eq!(claims_in_flight(MAX_AUTO_BATCH + 1), 2);
         assert_eq!(claims_in_flight(2048), 2);
-    }
-
-    #[test]
-    fn one_queue_with_many_slots_is_split_in_claim_lanes_sharing_them() {
-        let one = vec!["default".to_string()];
-        for slots in [MIN_SLOTS_TO_SPLIT, 200, 2048, 2050, 10_000] {
-            let lanes = claim_lanes(&one, slots);
-            assert_eq!(lanes.len(), CLAIM_LANES, "{slots}");
-            assert_eq!(lanes.iter().map(|l| l.1).sum::<usize>(), slots);
-            let shares: Vec<usize> = lanes.iter().map(|l| l.1).collect();
-            let (min, max) = (shares.iter().min(), shares.iter().max());
-            assert!(max.zip(min).is_some_and(|(a, b)| a - b <= 1), "{shares:?}");
-            let each: Vec<ClaimLane> = lanes.iter().filter_map(|l| l.0).collect();
-            let wanted: Vec<ClaimLane> = (0..CLAIM_LANES).filter_map(ClaimLane::new).collect();
-            assert_eq!(each, wanted);
-        }
-        // Few slots, or several queues (their claims have no lanes): one.
-        assert_eq!(claim_lanes(&one, MIN_SLOTS_TO_SPLIT - 1), vec![(None, 127)]);
-        assert_eq!(claim_lanes(&one, 24), vec![(None, 24)]);
-        let two = vec!["a".to_string(), "b".to_string()];
-        assert_eq!(claim_lanes(&two, 2048), vec![(None, 2048)]);
-    }
-
-    #[test]
-    fn the_plan_keeps_every_slot_and_splits_each_big_queue() {
-        let opts = WorkerOptions {
-            queues: vec!["default".into()],
-            queue_concurrency: vec![("mail".into(), 5), ("bulk".into(), 400)],
-            concurrency: 200,
-            ..Default::default()
-        };
-        let lanes = plan(&opts);
-        assert_eq!(lanes.len(), CLAIM_LANES + 1 + CLAIM_LANES);
-        for (queue, slots) in [("default", 200), ("mail", 5), ("bulk", 400)] {
-            let of: Vec<&LanePlan> = lanes.iter().filter(|l| l.queues == [queue]).collect();
-            assert_eq!(of.iter().map(|l| l.slots).sum::<usize>(), slots, "{queue}");
-        }
     }
 }
