@@ -604,10 +604,24 @@ async fn statements_prepared_before_a_column_changed_type_are_prepared_again() {
 /// the database while short and long jobs churn through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_never_holds_more_leases_than_its_concurrency() {
-    const CONCURRENCY: usize = 6;
+    holds_at_most_its_concurrency(6, 600).await;
+}
+
+/// The same above 512 slots, where two claims are in flight and the
+/// second passes over the jobs the first is taking: every job runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_claims_in_flight_never_hold_more_leases_nor_run_a_job_twice() {
+    let concurrency = jobqueue::worker::MAX_AUTO_BATCH + 88;
+    let db = holds_at_most_its_concurrency(concurrency, 10 * concurrency).await;
+    assert_eq!(db.count("attempts <> 1"), 0, "a job was claimed twice");
+}
+
+/// Runs `total` short and long jobs at `concurrency`, sampling the leases
+/// held in the database; returns the database for more checks.
+async fn holds_at_most_its_concurrency(concurrency: usize, total: usize) -> Db {
     let db = Db::start().await;
     let q = db.queue();
-    let jobs: Vec<NewJob> = (0..600)
+    let jobs: Vec<NewJob> = (0..total)
         .map(|i| NewJob::new("sleep").payload(json!({"ms": if i % 7 == 0 { 20 } else { 0 }})))
         .collect();
     q.enqueue_batch(&jobs).await.unwrap();
@@ -615,7 +629,7 @@ async fn worker_never_holds_more_leases_than_its_concurrency() {
         &db,
         Registry::with_builtins(),
         WorkerOptions {
-            concurrency: CONCURRENCY,
+            concurrency,
             worker_id: "bounded".into(),
             ..Default::default()
         },
@@ -637,18 +651,19 @@ async fn worker_never_holds_more_leases_than_its_concurrency() {
         let (held, done): (i64, i64) = (row.get(0), row.get(1));
         max_held = max_held.max(held);
         samples += 1;
-        if done == 600 || std::time::Instant::now() > deadline {
+        if done == total as i64 || std::time::Instant::now() > deadline {
             break;
         }
     }
     w.stop().await;
-    assert_eq!(db.count("status = 'succeeded'"), 600);
+    assert_eq!(db.count("status = 'succeeded'"), total as i64);
     assert!(samples > 10, "sampled {samples} times");
     assert!(
-        max_held <= CONCURRENCY as i64,
-        "held {max_held} leases at once with concurrency {CONCURRENCY}"
+        max_held <= concurrency as i64,
+        "held {max_held} leases at once with concurrency {concurrency}"
     );
     assert!(max_held >= 2, "jobs ran concurrently ({max_held})");
+    db
 }
 
 /// The combined store-and-claim statement is fenced like `complete`: a
@@ -834,11 +849,21 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
     let client = pool.get().await.unwrap();
     let prepare = format!(
         "PREPARE store_and_claim(bigint[], bigint[], text, bigint, bigint, float8, text, tid[]) AS {}",
-        jobqueue::queue::store_and_claim_by_address_sql(false)
+        jobqueue::queue::store_and_claim_by_address_sql(false, false)
     );
     client.batch_execute(&prepare).await.unwrap();
     let explain = format!(
         "EXPLAIN EXECUTE store_and_claim({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids})"
+    );
+    // The same from a position, passing over the jobs of a claim in
+    // flight (`ClaimFrom::skip`): two index range scans, never the table.
+    let prepare_skipping = format!(
+        "PREPARE store_and_claim_skipping(bigint[], bigint[], text, bigint, bigint, float8, text, tid[], int, timestamptz, bigint, bigint) AS {}",
+        jobqueue::queue::store_and_claim_by_address_sql(true, true)
+    );
+    client.batch_execute(&prepare_skipping).await.unwrap();
+    let explain_skipping = format!(
+        "EXPLAIN EXECUTE store_and_claim_skipping({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids}, 0, '-infinity', 0, 5)"
     );
     let plan = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
         rows.into_iter()
@@ -850,10 +875,28 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
             .join("\n")
     };
     let small = plan(client.simple_query(&explain).await.unwrap());
+    let small_skipping = plan(client.simple_query(&explain_skipping).await.unwrap());
     // The table grows 4,000-fold; nothing analyses it.
     db.sql("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 200000)");
     let grown = plan(client.simple_query(&explain).await.unwrap());
-    for (name, plan) in [("small", &small), ("grown", &grown)] {
+    let grown_skipping = plan(client.simple_query(&explain_skipping).await.unwrap());
+    for (name, plan) in [("small", &small_skipping), ("grown", &grown_skipping)] {
+        assert_eq!(
+            plan.matches(" Scan using jobs_claim_idx on jobs").count(),
+            2,
+            "{name}, skipping: the jobs passed over, then the claim:\n{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan on jobs"),
+            "{name}, skipping:\n{plan}"
+        );
+    }
+    for (name, plan) in [
+        ("small", &small),
+        ("grown", &grown),
+        ("small, skipping", &small_skipping),
+        ("grown, skipping", &grown_skipping),
+    ] {
         assert_eq!(
             plan.matches("Tid Scan on jobs j").count(),
             2,
@@ -883,6 +926,77 @@ async fn connections_run_without_jit_unless_the_url_asks() {
         show_jit(format!("{}{sep}options=-c%20jit%3Don", db.url)).await,
         "on"
     );
+}
+
+/// A claim from a position that skips `n` jobs leaves the next `n`
+/// claimable jobs to the claim in flight taking them — counted whether or
+/// not that claim has locked them yet — and takes the ones after; with
+/// fewer left, it finds none (and the fetcher scans in full).
+#[tokio::test]
+async fn a_claim_skipping_from_a_position_leaves_the_jobs_in_flight_to_it() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..30).map(|_| NewJob::new("noop")).collect();
+    let ids = q.enqueue_batch(&jobs).await.unwrap();
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let first = q.claim(&queues, 1, lease, "w").await.unwrap();
+    assert_eq!(first[0].id, ids[0]);
+    let from = jobqueue::queue::ClaimFrom::of(&first[0]);
+    let claimed_ids =
+        |jobs: &[jobqueue::queue::ClaimedJob]| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    // Another claim has locked the next 5 and not yet updated them.
+    let mut in_flight = q.pool().get().await.unwrap();
+    let tx = in_flight.transaction().await.unwrap();
+    tx.query(
+        "SELECT 1 FROM jobs WHERE id = ANY($1) FOR UPDATE",
+        &[&ids[1..6].to_vec()],
+    )
+    .await
+    .unwrap();
+    let after = q
+        .claim_from(&queues, 5, lease, "w", Some(&from.skipping(5)))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed_ids(&after),
+        ids[6..11],
+        "the locked five count as skipped"
+    );
+    drop(tx);
+    drop(in_flight);
+    // Unlocked: the next 5 (ids[1..6]) are passed over all the same.
+    let after = q
+        .claim_from(&queues, 5, lease, "w", Some(&from.skipping(5)))
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&after), ids[11..16]);
+    // The same in the store-and-claim statement, by address.
+    let done: Vec<(i64, i64)> = after.iter().map(|j| (j.id, j.lease_token)).collect();
+    let addresses: Vec<jobqueue::queue::Tid> = after.iter().filter_map(|j| j.tid).collect();
+    let (more, completed) = q
+        .claim_and_complete_at(
+            &queues,
+            5,
+            lease,
+            "w",
+            &done,
+            &addresses,
+            Some(&from.skipping(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), 5);
+    assert_eq!(claimed_ids(&more), ids[16..21]);
+    // Fewer jobs left than skipped: nothing.
+    let none = q
+        .claim_from(&queues, 5, lease, "w", Some(&from.skipping(100)))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    // What was passed over is still there for a claim without a position.
+    let rest = q.claim(&queues, 100, lease, "w").await.unwrap();
+    assert_eq!(claimed_ids(&rest), [&ids[1..6], &ids[21..30]].concat());
 }
 
 /// A claim from a position ([`jobqueue::queue::ClaimFrom`]) starts its

@@ -25,6 +25,17 @@
 //! that enqueued long before it committed, rows another claim locked and
 //! then rolled back); the fetcher's full scans find them — see
 //! `worker/fetcher.rs`.
+//!
+//! **Passing over the jobs of a claim in flight** ([`ClaimFrom::skip`]).
+//! With two claims in flight from one position, the second used to scan
+//! the same index range as the first and step over (or wait on) every
+//! row the first had locked. It now first finds the key of the first job
+//! past the `skip` jobs the other claim is taking (an index-only scan that
+//! locks nothing; locked rows count, since they are still queued in its
+//! snapshot) and starts there, so the two lock disjoint rows. If the
+//! first claim committed before the second's snapshot, its jobs are gone
+//! from the count and the second passes over as many others: they wait
+//! for the next full scan, as jobs before the position do.
 
 use std::time::Duration;
 
@@ -35,12 +46,17 @@ use chrono::{DateTime, Utc};
 use super::{millis, ClaimedJob, Queue, QueueError};
 
 /// A position in claim order (`priority DESC, run_at, id`) where a claim
-/// scan may start: the key of a job claimed recently (module docs).
+/// scan may start: the key of a job claimed recently (module docs), and
+/// how many claimable jobs from there to pass over first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClaimFrom {
     pub priority: i32,
     pub run_at: DateTime<Utc>,
     pub id: i64,
+    /// Claimable jobs at and after the key that this claim leaves to
+    /// others: the jobs a claim still in flight from the same position is
+    /// taking (module docs). 0: none.
+    pub skip: i64,
 }
 
 impl ClaimFrom {
@@ -50,7 +66,72 @@ impl ClaimFrom {
             priority: job.priority,
             run_at: job.run_at,
             id: job.id,
+            skip: 0,
         }
+    }
+
+    /// The same position, passing over the first `jobs` claimable jobs.
+    pub fn skipping(self, jobs: usize) -> Self {
+        ClaimFrom {
+            skip: i64::try_from(jobs).unwrap_or(i64::MAX),
+            ..self
+        }
+    }
+}
+
+/// Where a claim scan starts: the three SQL shapes of every claim
+/// statement that takes a [`ClaimFrom`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub(super) enum Start {
+    /// At the head of the queue (no position).
+    Head = 0,
+    /// At a position.
+    At = 1,
+    /// At a position, after passing over `skip` claimable jobs.
+    Skipping = 2,
+}
+
+impl Start {
+    /// In discriminant order.
+    pub(super) const ALL: [Start; 3] = [Start::Head, Start::At, Start::Skipping];
+
+    pub(super) fn of(from: Option<&ClaimFrom>) -> Start {
+        match from {
+            None => Start::Head,
+            Some(f) if f.skip > 0 => Start::Skipping,
+            Some(_) => Start::At,
+        }
+    }
+}
+
+/// The SQL of a [`Start`] for a claim over `queue_filter`, with the
+/// position bound to `$p`, `$p+1`, `$p+2` and the skip to `$p+3`: a CTE to
+/// put in the statement's `WITH` (empty unless skipping) and the condition
+/// for the claim's scan. Skipping finds the key of the first job not
+/// passed over (an index scan of `skip` entries that locks nothing) and
+/// starts the claim there: two claims in flight from one position then
+/// lock disjoint rows instead of the second stepping over (and waiting
+/// on) the first's. If the queue holds fewer jobs, the claim finds none
+/// and comes back short, which sends the fetcher to a full scan.
+pub(super) fn start_sql(start: Start, queue_filter: &str, p: usize) -> (String, String) {
+    let (r, i, s) = (p + 1, p + 2, p + 3);
+    match start {
+        Start::Head => (String::new(), String::new()),
+        Start::At => (String::new(), from_filter(p, r, i)),
+        Start::Skipping => (
+            format!(
+                "skipped AS MATERIALIZED (
+    SELECT run_at, id FROM jobs
+    WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
+      AND priority = ${p} AND (run_at, id) >= (${r}, ${i})
+    ORDER BY priority DESC, run_at, id
+    OFFSET ${s} LIMIT 1)"
+            ),
+            format!(
+                "AND priority = ${p} AND (run_at, id) >= ((SELECT run_at FROM skipped), (SELECT id FROM skipped))"
+            ),
+        ),
     }
 }
 
@@ -59,12 +140,13 @@ impl ClaimFrom {
 /// the rest of the claim index's key, so the index scan starts there
 /// instead of at the head of the queue. Jobs of lower priority are not
 /// reached: such a claim comes back short and the fetcher scans in full.
-pub(super) fn from_filter(p: usize, r: usize, i: usize) -> String {
+fn from_filter(p: usize, r: usize, i: usize) -> String {
     format!("AND priority = ${p} AND (run_at, id) >= (${r}, ${i})")
 }
 
 /// Binds a [`ClaimFrom`] (if any) after a one-queue claim's other
-/// parameters: the `$p`, `$r`, `$i` of [`from_filter`].
+/// parameters: the `$p`…`$p+3` of [`start_sql`] (the skip only when
+/// skipping, as [`Start::of`] says).
 pub(super) fn bind_from<'a>(
     from: Option<&'a ClaimFrom>,
     types: &mut Vec<Type>,
@@ -77,23 +159,28 @@ pub(super) fn bind_from<'a>(
             &from.run_at,
             &from.id,
         ]);
+        if Start::of(Some(from)) == Start::Skipping {
+            types.push(Type::INT8);
+            params.push(&from.skip);
+        }
     }
 }
 
-/// The one-queue claim, with or without a start position; each built once.
-fn claim_one_queue(from: bool) -> &'static str {
-    static SQL: std::sync::OnceLock<[String; 2]> = std::sync::OnceLock::new();
-    &SQL.get_or_init(|| [claim_one_queue_sql(false), claim_one_queue_sql(true)])[usize::from(from)]
+/// The one-queue claim for each [`Start`]; each built once.
+fn claim_one_queue(start: Start) -> &'static str {
+    static SQL: std::sync::OnceLock<[String; 3]> = std::sync::OnceLock::new();
+    &SQL.get_or_init(|| Start::ALL.map(claim_one_queue_sql))[start as usize]
 }
 
-fn claim_one_queue_sql(from: bool) -> String {
-    let from = if from {
-        from_filter(6, 7, 8)
-    } else {
+fn claim_one_queue_sql(start: Start) -> String {
+    let (skipped, from) = start_sql(start, "queue = $1", 6);
+    let with = if skipped.is_empty() {
         String::new()
+    } else {
+        format!("WITH {skipped}")
     };
     format!(
-        "
+        "{with}
 UPDATE jobs AS j
 SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
@@ -156,7 +243,7 @@ impl Queue {
                 vec![queue, &limit, &token, &lease_ms, &worker_id];
             bind_from(from, &mut types, &mut params);
             let stmt = client
-                .prepare_typed_cached(claim_one_queue(from.is_some()), &types)
+                .prepare_typed_cached(claim_one_queue(Start::of(from)), &types)
                 .await?;
             client.query(&stmt, &params).await?
         } else {
@@ -227,4 +314,26 @@ pub(super) fn sort_in_claim_order(jobs: &mut [ClaimedJob]) {
             .then(a.run_at.cmp(&b.run_at))
             .then(a.id.cmp(&b.id))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{claim_one_queue, Start};
+
+    #[test]
+    fn each_start_gets_its_own_one_queue_claim() {
+        let mut seen = std::collections::HashSet::new();
+        for start in Start::ALL {
+            let s = claim_one_queue(start);
+            assert!(seen.insert(s), "{start:?} shares its statement");
+            assert_eq!(s.contains("(run_at, id) >= ($7, $8)"), start != Start::Head);
+            assert_eq!(s.contains("OFFSET $9 LIMIT 1"), start == Start::Skipping);
+            assert_eq!(
+                s.contains(
+                    "(run_at, id) >= ((SELECT run_at FROM skipped), (SELECT id FROM skipped))"
+                ),
+                start == Start::Skipping
+            );
+        }
+    }
 }

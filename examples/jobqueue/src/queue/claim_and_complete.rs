@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use tokio_postgres::types::{ToSql, Type};
 
+use super::claim::Start;
 use super::{millis, ClaimFrom, ClaimedJob, Queue, QueueError, Tid};
 
 /// The largest set of finished jobs fenced by array position. Pairing by
@@ -87,38 +88,39 @@ impl Find {
 
 /// The statement for one queue (`queue = $3`) or several (`queue =
 /// ANY($3)`), finding the finished rows one of three ways ([`Find`]),
-/// with or without a start position: twelve variants, each built once
-/// (this is the hot path).
-fn sql(one_queue: bool, find: Find, from: bool) -> &'static str {
+/// starting its claim one of three ways ([`Start`]): eighteen variants,
+/// each built once (this is the hot path).
+fn sql(one_queue: bool, find: Find, start: Start) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        let mut all = Vec::with_capacity(12);
+        let mut all = Vec::with_capacity(18);
         for one_queue in [false, true] {
             for find in Find::ALL {
-                for from in [false, true] {
+                for start in Start::ALL {
                     let filter = if one_queue {
                         "queue = $3"
                     } else {
                         "queue = ANY($3)"
                     };
-                    all.push(build_sql(filter, find, from));
+                    all.push(build_sql(filter, find, start));
                 }
             }
         }
         all
     });
-    // `Find::ALL` lists the variants in discriminant order.
-    &all[usize::from(one_queue) * 6 + find as usize * 2 + usize::from(from)]
+    // `Find::ALL` and `Start::ALL` list the variants in discriminant order.
+    &all[usize::from(one_queue) * 9 + find as usize * 3 + start as usize]
 }
 
-fn build_sql(queue_filter: &str, find: Find, from: bool) -> String {
+fn build_sql(queue_filter: &str, find: Find, start: Start) -> String {
     let located = find == Find::Address;
     // Start the claim scan at the fetcher's position (`claim.rs`); with
     // addresses, they are $8 and the position follows.
-    let from = match (from, located) {
-        (false, _) => String::new(),
-        (true, false) => super::claim::from_filter(8, 9, 10),
-        (true, true) => super::claim::from_filter(9, 10, 11),
+    let (skipped, from) = super::claim::start_sql(start, queue_filter, if located { 9 } else { 8 });
+    let skipped = if skipped.is_empty() {
+        skipped
+    } else {
+        format!("{skipped},\n")
     };
     // With addresses, a finished job not stored (its row moved, or its
     // lease is gone) keeps its slot until the caller stores it by id: the
@@ -147,7 +149,7 @@ fn build_sql(queue_filter: &str, find: Find, from: bool) -> String {
     };
     format!(
         "
-WITH done AS (
+WITH {skipped}done AS (
     UPDATE jobs AS j
     SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
         lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
@@ -175,11 +177,17 @@ SELECT false, id, queue, kind, payload, attempts, max_attempts, priority, run_at
 /// finished rows by address ([`Find::Address`]); parameters `$1` ids,
 /// `$2` tokens, `$3` queue, `$4` slots, `$5` new token, `$6` lease in ms,
 /// `$7` worker id, `$8` addresses (then `$9`–`$11`, the start position,
-/// with `from`). For the test that holds its generic plan to TID fetches
+/// with `from`; then `$12`, the jobs to pass over, with `skipping`). For
+/// the test that holds its generic plan to TID fetches
 /// on a table of any size.
 #[doc(hidden)]
-pub fn store_and_claim_by_address_sql(from: bool) -> &'static str {
-    sql(true, Find::Address, from)
+pub fn store_and_claim_by_address_sql(from: bool, skipping: bool) -> &'static str {
+    let start = match (from, skipping) {
+        (false, _) => Start::Head,
+        (true, false) => Start::At,
+        (true, true) => Start::Skipping,
+    };
+    sql(true, Find::Address, start)
 }
 
 impl Queue {
@@ -278,7 +286,7 @@ impl Queue {
         let from = if queues.len() == 1 { from } else { None };
         super::claim::bind_from(from, &mut types, &mut params);
         let stmt = client
-            .prepare_typed_cached(sql(queues.len() == 1, find, from.is_some()), &types)
+            .prepare_typed_cached(sql(queues.len() == 1, find, Start::of(from)), &types)
             .await?;
         let rows = client.query(&stmt, &params).await?;
         let mut completed = Vec::new();
@@ -298,17 +306,19 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
-    use super::{sql, Find};
+    use super::{sql, Find, Start};
 
     #[test]
     fn each_variant_gets_its_own_statement() {
         let mut seen = std::collections::HashSet::new();
         for one_queue in [false, true] {
             for find in Find::ALL {
-                for from in [false, true] {
-                    let s = sql(one_queue, find, from);
+                for start in Start::ALL {
+                    let s = sql(one_queue, find, start);
                     let located = find == Find::Address;
-                    assert!(seen.insert(s), "{find:?} shares its statement");
+                    let from = start != Start::Head;
+                    let skipping = start == Start::Skipping;
+                    assert!(seen.insert(s), "{find:?} {start:?} shares its statement");
                     assert_eq!(s.contains("queue = $3"), one_queue);
                     assert_eq!(s.contains("queue = ANY($3)"), !one_queue);
                     assert_eq!(s.contains("array_position"), find == Find::IdPositional);
@@ -317,6 +327,9 @@ mod tests {
                     assert_eq!(s.contains("j.id = ANY($1)"), !located);
                     assert_eq!(s.contains("(run_at, id) >= ($9, $10)"), from && !located);
                     assert_eq!(s.contains("(run_at, id) >= ($10, $11)"), from && located);
+                    assert_eq!(s.contains("OFFSET $11 LIMIT 1"), skipping && !located);
+                    assert_eq!(s.contains("OFFSET $12 LIMIT 1"), skipping && located);
+                    assert_eq!(s.contains("FROM skipped"), skipping);
                     assert_eq!(s.contains("LIMIT $4\n"), !located);
                     assert_eq!(s.contains("(SELECT count(*) FROM done)"), located);
                     // The fence never depends on the way in.
@@ -325,5 +338,6 @@ mod tests {
                 }
             }
         }
+        assert_eq!(seen.len(), 18);
     }
 }

@@ -23,7 +23,10 @@
 //! - **one claim in flight**, two above 512 slots
 //!   ([`super::claims_in_flight`]): two claims in flight write the same
 //!   hot pages and wait for each other, which costs more than overlapping
-//!   them gains until a claim of 512 rows takes milliseconds;
+//!   them gains until a claim of 512 rows takes milliseconds; a claim sent
+//!   while another is in flight from the same position **passes over the
+//!   jobs that one is taking** (`ClaimFrom::skip`, the slots in flight),
+//!   so the two lock disjoint rows;
 //! - **start each claim where the last one began** ([`ClaimFrom`]): the
 //!   head of the claim index is a trail of dead entries (one per job
 //!   claimed since the last VACUUM), and a scan from the head steps over
@@ -106,6 +109,9 @@ pub(crate) struct Fetcher {
     pub from: Option<ClaimFrom>,
     /// When the last full scan was sent.
     pub last_full_scan: tokio::time::Instant,
+    /// Slots of the claims in flight: what a claim sent meanwhile from the
+    /// same position passes over (module docs).
+    pub in_flight_slots: usize,
 }
 
 /// What the next claim may fill: free slots, plus the slots of finished
@@ -230,6 +236,13 @@ impl Fetcher {
                     None
                 }
             };
+            // Claims in flight from this position are taking its next jobs:
+            // pass over as many, so that the two lock disjoint rows.
+            if in_flight.is_empty() {
+                self.in_flight_slots = 0; // also after a claim task panicked
+            }
+            let from = from.map(|f| f.skipping(self.in_flight_slots));
+            self.in_flight_slots += cap.slots();
             in_flight.spawn(async move {
                 let done: Vec<(i64, i64)> = cap.finished.iter().map(|o| (o.id, o.token)).collect();
                 // Every success the fetcher takes has its row's address
@@ -292,6 +305,7 @@ impl Fetcher {
             }
         };
         let mut wanted = cap.slots();
+        self.in_flight_slots = self.in_flight_slots.saturating_sub(wanted);
         match result {
             Ok((jobs, completed)) => {
                 *error_backoff = Duration::from_millis(100);

@@ -310,6 +310,7 @@ impl Worker {
                 claims_in_flight: claims_in_flight(concurrency),
                 from: None,
                 last_full_scan: tokio::time::Instant::now(),
+                in_flight_slots: 0,
             };
             fetchers.spawn(fetcher.run(shutdown.clone()));
         }
