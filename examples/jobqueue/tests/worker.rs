@@ -607,13 +607,19 @@ async fn worker_never_holds_more_leases_than_its_concurrency() {
     holds_at_most_its_concurrency(6, 600).await;
 }
 
-/// The same above 512 slots, where two claims are in flight and the
-/// second passes over the jobs the first is taking: every job runs once.
+/// The same where two claims are in flight (claims of half the slots, and
+/// above 1,024 slots of 512) and the second passes over the jobs the first
+/// is taking: every job runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_claims_in_flight_never_hold_more_leases_nor_run_a_job_twice() {
-    let concurrency = jobqueue::worker::MAX_AUTO_BATCH + 88;
-    let db = holds_at_most_its_concurrency(concurrency, 10 * concurrency).await;
-    assert_eq!(db.count("attempts <> 1"), 0, "a job was claimed twice");
+    for concurrency in [
+        jobqueue::worker::TWO_CLAIMS_FROM + 1,
+        2 * jobqueue::worker::MAX_AUTO_BATCH + 88,
+    ] {
+        assert_eq!(jobqueue::worker::claims_in_flight(concurrency), 2);
+        let db = holds_at_most_its_concurrency(concurrency, 10 * concurrency).await;
+        assert_eq!(db.count("attempts <> 1"), 0, "a job was claimed twice");
+    }
 }
 
 /// Runs `total` short and long jobs at `concurrency`, sampling the leases

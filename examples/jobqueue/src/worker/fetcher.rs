@@ -7,9 +7,10 @@
 //! but a claim may only take free slots — a worker never holds more than
 //! `concurrency` leases, so a `kill -9` repeats at most that many jobs.
 //! Hence:
-//! - **batch** = `max(WORKER_BATCH_SIZE, concurrency)`, at most 512 and
-//!   at most `concurrency` ([`super::claim_batch`]): one claim takes every
-//!   free slot, and the completer frees slots in batches of the same size;
+//! - **batch** = every slot (half of them from 200, when two claims are in
+//!   flight), at most 512, at least `WORKER_BATCH_SIZE`, at most
+//!   `concurrency` ([`super::claim_batch`]); the completer frees slots in
+//!   batches of the same size;
 //! - **claim again as soon as a batch worth of slots is free**, whatever
 //!   else is still running; jobs are never leased beyond the slots;
 //! - **store and claim in one statement**: the successes of finished jobs
@@ -20,13 +21,13 @@
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
-//! - **one claim in flight**, two above 512 slots
-//!   ([`super::claims_in_flight`]): two claims in flight write the same
-//!   hot pages and wait for each other, which costs more than overlapping
-//!   them gains until a claim of 512 rows takes milliseconds; a claim sent
-//!   while another is in flight from the same position **passes over the
-//!   jobs that one is taking** (`ClaimFrom::skip`, the slots in flight),
-//!   so the two lock disjoint rows;
+//! - **one claim in flight**, two from 200 slots
+//!   ([`super::claims_in_flight`]): a claim sent while another is in
+//!   flight from the same position **passes over the jobs that one is
+//!   taking** (`ClaimFrom::skip`, the slots in flight), so the two lock
+//!   disjoint rows while the worker starts one's jobs as PostgreSQL runs
+//!   the other; with fewer slots, claims of under 100 rows would pay the
+//!   statement's fixed cost too often;
 //! - **start each claim where the last one began** ([`ClaimFrom`]): the
 //!   head of the claim index is a trail of dead entries (one per job
 //!   claimed since the last VACUUM), and a scan from the head steps over

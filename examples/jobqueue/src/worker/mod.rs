@@ -62,31 +62,47 @@ use ledger::{HeldState, Ledger};
 /// a few milliseconds; larger ones only delay the first job of the batch).
 pub const MAX_AUTO_BATCH: usize = 512;
 
-/// Jobs per claim statement: `max(batch_size, concurrency)`, at most
-/// [`MAX_AUTO_BATCH`] unless `batch_size` asks for more, and never more
-/// than `concurrency`: one claim takes every free slot
-/// ([`claims_in_flight`] says why).
+/// The fewest slots for which a fetcher keeps two claims in flight
+/// ([`claims_in_flight`]).
+pub const TWO_CLAIMS_FROM: usize = 200;
+
+/// Jobs per claim statement: `max(batch_size, auto)`, never more than
+/// `concurrency`, where `auto` is every slot below [`TWO_CLAIMS_FROM`]
+/// (one claim takes every free slot), half of them from there up to
+/// 2 × [`MAX_AUTO_BATCH`] (two claims in flight share them), and
+/// [`MAX_AUTO_BATCH`] above ([`claims_in_flight`] says why).
 pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
-    let auto = concurrency.min(MAX_AUTO_BATCH);
+    let auto = if (TWO_CLAIMS_FROM..=MAX_AUTO_BATCH).contains(&concurrency) {
+        concurrency / 2
+    } else {
+        concurrency.min(MAX_AUTO_BATCH)
+    };
     batch_size.max(auto).clamp(1, concurrency.max(1))
 }
 
-/// Claim statements a fetcher keeps in flight: one while a single claim
-/// can take every slot (concurrency up to [`MAX_AUTO_BATCH`]), two above.
+/// Claim statements a fetcher keeps in flight: one below
+/// [`TWO_CLAIMS_FROM`] slots, two from there. The second claim passes
+/// over the jobs the first is taking (`ClaimFrom::skip`), so the two lock
+/// disjoint rows; while one runs in PostgreSQL, the worker starts the
+/// other's jobs.
 ///
-/// Why not always two: two claims in flight write the same hot heap and
-/// index pages (the next jobs in claim order, the newest versions) and the
-/// second waits for the first's commit to store its jobs' outcomes; at
-/// concurrency 24 and 200 the statements spent a quarter of their time
-/// waiting on each other (`LWLock:BufferContent`, `Lock:transactionid`).
-/// One claim of 24 instead of two of 12 went from 23,400–24,500 to
-/// 33,900–37,300 jobs/s and from 35 to 22 µs of PostgreSQL CPU per job;
-/// at 200 the rate held and the CPU per job fell from 17.6 to 14.7 µs.
-/// At 2048 a claim of 512 rows takes milliseconds, and overlapping two is
-/// worth more than the contention (86,000–90,000 jobs/s against
-/// 78,000–83,000 with one).
+/// Measured with the skip (`examples/bench`, 50,000 no-op jobs, alternating
+/// rounds against one claim in flight, per-round ratios → median):
+/// concurrency 128 0.77 0.96 1.07 and 160 0.98 0.82 1.03 (slower: claims
+/// of 64–80 rows pay a statement's fixed cost twice as often); 200 nine
+/// rounds 0.98–1.21 → **1.08×**, for about a fifth more PostgreSQL CPU per
+/// job (10.4–12.6 → 12.6–14.0 µs, still below concurrency 24's 16–17);
+/// 256 1.10 1.10 1.12; 320 1.30 1.40 1.16; 384 1.08 1.18 1.35 1.34.
+///
+/// Before the skip, two claims in flight scanned the same index range and
+/// waited on each other (`LWLock:BufferContent`, `Lock:transactionid`):
+/// at concurrency 24, one claim of 24 instead of two of 12 went from
+/// 23,400–24,500 to 33,900–37,300 jobs/s and from 35 to 22 µs of
+/// PostgreSQL CPU per job, and at 200 one claim held the rate for 14.7
+/// instead of 17.6 µs; only from 512 slots did overlapping two pay
+/// (86,000–90,000 jobs/s against 78,000–83,000 at 2048).
 pub fn claims_in_flight(concurrency: usize) -> usize {
-    if concurrency > MAX_AUTO_BATCH {
+    if concurrency >= TWO_CLAIMS_FROM {
         fetcher::CLAIMS_IN_FLIGHT
     } else {
         1
@@ -107,9 +123,10 @@ pub struct WorkerOptions {
     /// Jobs run at the same time (and the most a worker ever holds).
     pub concurrency: usize,
     /// The smallest claim batch (`WORKER_BATCH_SIZE`). The fetcher claims
-    /// `max(batch_size, concurrency)` jobs per statement, at most 512
-    /// and at most `concurrency` ([`claim_batch`]): leave it at its default
-    /// and the batch follows the concurrency.
+    /// every free slot (half of them when two claims are in flight), at
+    /// most 512, at least `batch_size` and at most `concurrency`
+    /// ([`claim_batch`]): leave it at its default and the batch follows
+    /// the concurrency.
     pub batch_size: usize,
     pub poll_interval: Duration,
     pub lease_duration: Duration,
@@ -428,7 +445,9 @@ mod tests {
         assert_eq!(claim_batch(1, 10), 1);
         assert_eq!(claim_batch(20, 10), 20);
         assert_eq!(claim_batch(24, 10), 24);
-        assert_eq!(claim_batch(200, 10), 200);
+        assert_eq!(claim_batch(199, 10), 199);
+        assert_eq!(claim_batch(200, 10), 100);
+        assert_eq!(claim_batch(512, 10), 256);
         assert_eq!(claim_batch(2048, 10), 512);
         assert_eq!(claim_batch(10_000, 10), 512);
         assert_eq!(claim_batch(2048, 1000), 1000);
@@ -436,11 +455,16 @@ mod tests {
     }
 
     #[test]
-    fn one_claim_in_flight_until_one_cannot_take_every_slot() {
+    fn one_claim_in_flight_below_two_claims_from() {
         assert_eq!(claims_in_flight(1), 1);
         assert_eq!(claims_in_flight(24), 1);
-        assert_eq!(claims_in_flight(MAX_AUTO_BATCH), 1);
+        assert_eq!(claims_in_flight(TWO_CLAIMS_FROM - 1), 1);
+        assert_eq!(claims_in_flight(TWO_CLAIMS_FROM), 2);
         assert_eq!(claims_in_flight(MAX_AUTO_BATCH + 1), 2);
         assert_eq!(claims_in_flight(2048), 2);
+        // Two claims in flight share the slots: together never more.
+        for c in [TWO_CLAIMS_FROM, 300, MAX_AUTO_BATCH, 2048] {
+            assert!(claims_in_flight(c) * claim_batch(c, 10) <= c, "{c}");
+        }
     }
 }
