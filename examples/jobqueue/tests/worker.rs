@@ -616,7 +616,7 @@ async fn two_claims_in_flight_never_hold_more_leases_nor_run_a_job_twice() {
         jobqueue::worker::TWO_CLAIMS_FROM + 1,
         2 * jobqueue::worker::MAX_AUTO_BATCH + 88,
     ] {
-        assert_eq!(jobqueue::worker::claims_in_flight(concurrency), 2);
+        assert_eq!(jobqueue::worker::claims_in_flight(concurrency, true), 2);
         let db = holds_at_most_its_concurrency(concurrency, 10 * concurrency).await;
         assert_eq!(db.count("attempts <> 1"), 0, "a job was claimed twice");
     }

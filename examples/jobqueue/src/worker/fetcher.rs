@@ -21,7 +21,8 @@
 //! - **linger** at most [`CLAIM_LINGER`] for a fuller batch only when fewer
 //!   slots than a batch are free (long handlers finishing one by one); an
 //!   idle worker claims at once, so enqueue→start stays a few milliseconds;
-//! - **one claim in flight**, two from 200 slots
+//! - **one claim in flight**, two from 200 slots on one queue (above 512
+//!   on several, whose claims start at no position)
 //!   ([`super::claims_in_flight`]): a claim sent while another is in
 //!   flight from the same position **passes over the jobs that one is
 //!   taking** (`ClaimFrom::skip`, the slots in flight), so the two lock

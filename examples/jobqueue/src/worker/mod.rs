@@ -66,13 +66,13 @@ pub const MAX_AUTO_BATCH: usize = 512;
 /// ([`claims_in_flight`]).
 pub const TWO_CLAIMS_FROM: usize = 200;
 
-/// Jobs per claim statement: `max(batch_size, auto)`, never more than
-/// `concurrency`, where `auto` is every slot below [`TWO_CLAIMS_FROM`]
-/// (one claim takes every free slot), half of them from there up to
-/// 2 × [`MAX_AUTO_BATCH`] (two claims in flight share them), and
-/// [`MAX_AUTO_BATCH`] above ([`claims_in_flight`] says why).
-pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
-    let auto = if (TWO_CLAIMS_FROM..=MAX_AUTO_BATCH).contains(&concurrency) {
+/// Jobs per claim statement of a lane over one queue or several:
+/// `max(batch_size, auto)`, never more than `concurrency`, where `auto` is
+/// every slot (one claim takes every free slot), half of them when two
+/// claims in flight share them ([`claims_in_flight`] says when), and at
+/// most [`MAX_AUTO_BATCH`].
+pub fn claim_batch(concurrency: usize, batch_size: usize, one_queue: bool) -> usize {
+    let auto = if one_queue && (TWO_CLAIMS_FROM..=MAX_AUTO_BATCH).contains(&concurrency) {
         concurrency / 2
     } else {
         concurrency.min(MAX_AUTO_BATCH)
@@ -80,8 +80,10 @@ pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
     batch_size.max(auto).clamp(1, concurrency.max(1))
 }
 
-/// Claim statements a fetcher keeps in flight: one below
-/// [`TWO_CLAIMS_FROM`] slots, two from there. The second claim passes
+/// Claim statements a fetcher keeps in flight: for one queue, one below
+/// [`TWO_CLAIMS_FROM`] slots and two from there; for several queues
+/// (whose claims start at no position, so there is nothing to skip), one
+/// up to [`MAX_AUTO_BATCH`] slots and two above. The second claim passes
 /// over the jobs the first is taking (`ClaimFrom::skip`), so the two lock
 /// disjoint rows; while one runs in PostgreSQL, the worker starts the
 /// other's jobs.
@@ -101,8 +103,8 @@ pub fn claim_batch(concurrency: usize, batch_size: usize) -> usize {
 /// PostgreSQL CPU per job, and at 200 one claim held the rate for 14.7
 /// instead of 17.6 µs; only from 512 slots did overlapping two pay
 /// (86,000–90,000 jobs/s against 78,000–83,000 at 2048).
-pub fn claims_in_flight(concurrency: usize) -> usize {
-    if concurrency >= TWO_CLAIMS_FROM {
+pub fn claims_in_flight(concurrency: usize, one_queue: bool) -> usize {
+    if concurrency > MAX_AUTO_BATCH || (one_queue && concurrency >= TWO_CLAIMS_FROM) {
         fetcher::CLAIMS_IN_FLIGHT
     } else {
         1
@@ -266,13 +268,15 @@ impl Worker {
         let mut completers = Vec::new();
         let mut fetchers = tokio::task::JoinSet::new();
         for (i, (queues, concurrency)) in plan.into_iter().enumerate() {
-            let batch = claim_batch(concurrency, opts.batch_size);
+            let one_queue = queues.len() == 1;
+            let batch = claim_batch(concurrency, opts.batch_size, one_queue);
+            let in_flight = claims_in_flight(concurrency, one_queue);
             let lane = Arc::new(WorkerOptions {
                 queues,
                 concurrency,
                 ..(*opts).clone()
             });
-            let outbox = Arc::new(Outbox::new(claims_in_flight(concurrency)));
+            let outbox = Arc::new(Outbox::new(in_flight));
             let wake = Arc::new(Notify::new());
             let group_wake = Arc::new(Notify::new());
             wakes.push(wake.clone());
@@ -324,7 +328,7 @@ impl Worker {
                 outbox,
                 metrics: self.metrics.clone(),
                 batch,
-                claims_in_flight: claims_in_flight(concurrency),
+                claims_in_flight: in_flight,
                 from: None,
                 last_full_scan: tokio::time::Instant::now(),
                 in_flight_slots: 0,
@@ -442,29 +446,42 @@ mod tests {
 
     #[test]
     fn claim_batch_follows_concurrency() {
-        assert_eq!(claim_batch(1, 10), 1);
-        assert_eq!(claim_batch(20, 10), 20);
-        assert_eq!(claim_batch(24, 10), 24);
-        assert_eq!(claim_batch(199, 10), 199);
-        assert_eq!(claim_batch(200, 10), 100);
-        assert_eq!(claim_batch(512, 10), 256);
-        assert_eq!(claim_batch(2048, 10), 512);
-        assert_eq!(claim_batch(10_000, 10), 512);
-        assert_eq!(claim_batch(2048, 1000), 1000);
-        assert_eq!(claim_batch(100, 1000), 100);
+        for one_queue in [true, false] {
+            assert_eq!(claim_batch(1, 10, one_queue), 1);
+            assert_eq!(claim_batch(20, 10, one_queue), 20);
+            assert_eq!(claim_batch(24, 10, one_queue), 24);
+            assert_eq!(claim_batch(199, 10, one_queue), 199);
+            assert_eq!(claim_batch(2048, 10, one_queue), 512);
+            assert_eq!(claim_batch(10_000, 10, one_queue), 512);
+            assert_eq!(claim_batch(2048, 1000, one_queue), 1000);
+            assert_eq!(claim_batch(100, 1000, one_queue), 100);
+        }
+        // Two claims in flight share the slots.
+        assert_eq!(claim_batch(200, 10, true), 100);
+        assert_eq!(claim_batch(512, 10, true), 256);
+        assert_eq!(claim_batch(200, 10, false), 200);
+        assert_eq!(claim_batch(512, 10, false), 512);
     }
 
     #[test]
-    fn one_claim_in_flight_below_two_claims_from() {
-        assert_eq!(claims_in_flight(1), 1);
-        assert_eq!(claims_in_flight(24), 1);
-        assert_eq!(claims_in_flight(TWO_CLAIMS_FROM - 1), 1);
-        assert_eq!(claims_in_flight(TWO_CLAIMS_FROM), 2);
-        assert_eq!(claims_in_flight(MAX_AUTO_BATCH + 1), 2);
-        assert_eq!(claims_in_flight(2048), 2);
+    fn one_claim_in_flight_until_a_second_can_skip_the_first() {
+        for one_queue in [true, false] {
+            assert_eq!(claims_in_flight(1, one_queue), 1);
+            assert_eq!(claims_in_flight(24, one_queue), 1);
+            assert_eq!(claims_in_flight(TWO_CLAIMS_FROM - 1, one_queue), 1);
+            assert_eq!(claims_in_flight(MAX_AUTO_BATCH + 1, one_queue), 2);
+            assert_eq!(claims_in_flight(2048, one_queue), 2);
+        }
+        // From 200 slots a second claim skips the first's jobs; claims
+        // over several queues have no position to skip from.
+        assert_eq!(claims_in_flight(TWO_CLAIMS_FROM, true), 2);
+        assert_eq!(claims_in_flight(MAX_AUTO_BATCH, false), 1);
         // Two claims in flight share the slots: together never more.
         for c in [TWO_CLAIMS_FROM, 300, MAX_AUTO_BATCH, 2048] {
-            assert!(claims_in_flight(c) * claim_batch(c, 10) <= c, "{c}");
+            for one_queue in [true, false] {
+                let together = claims_in_flight(c, one_queue) * claim_batch(c, 10, one_queue);
+                assert!(together <= c, "{c}");
+            }
         }
     }
 }
