@@ -607,8 +607,8 @@ async fn worker_never_holds_more_leases_than_its_concurrency() {
     holds_at_most_its_concurrency(6, 600).await;
 }
 
-/// The same where two claims are in flight (claims of half the slots, and
-/// above 1,024 slots of 512) and the second passes over the jobs the first
+/// The same where two claims are in flight (claims of half the slots up to
+/// 512 slots, of 512 above) and the second passes over the jobs the first
 /// is taking: every job runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_claims_in_flight_never_hold_more_leases_nor_run_a_job_twice() {
