@@ -853,24 +853,34 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
     );
     let pool = jobqueue::db::pool_async_commit_generic_plans(&db.url, 1).unwrap();
     let client = pool.get().await.unwrap();
-    let prepare = format!(
-        "PREPARE store_and_claim(bigint[], bigint[], text, bigint, bigint, float8, text, tid[]) AS {}",
-        jobqueue::queue::store_and_claim_by_address_sql(false, false)
-    );
-    client.batch_execute(&prepare).await.unwrap();
-    let explain = format!(
-        "EXPLAIN EXECUTE store_and_claim({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids})"
+    // Each statement with the worker's eight parameters, then `more`:
+    // the PREPARE and the EXPLAIN of one execution.
+    let statement = |name: &str, sql: &str, more_types: &str, more_args: &str| {
+        (
+            format!(
+                "PREPARE {name}(bigint[], bigint[], text, bigint, bigint, float8, text, tid[]{more_types}) AS {sql}"
+            ),
+            format!(
+                "EXPLAIN EXECUTE {name}({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids}{more_args})"
+            ),
+        )
+    };
+    let (prepare, explain) = statement(
+        "store_and_claim",
+        jobqueue::queue::store_and_claim_by_address_sql(false, false),
+        "",
+        "",
     );
     // The same from a position, passing over the jobs of a claim in
     // flight (`ClaimFrom::skip`): two index range scans, never the table.
-    let prepare_skipping = format!(
-        "PREPARE store_and_claim_skipping(bigint[], bigint[], text, bigint, bigint, float8, text, tid[], int, timestamptz, bigint, bigint) AS {}",
-        jobqueue::queue::store_and_claim_by_address_sql(true, true)
+    let (prepare_skipping, explain_skipping) = statement(
+        "store_and_claim_skipping",
+        jobqueue::queue::store_and_claim_by_address_sql(true, true),
+        ", int, timestamptz, bigint, bigint",
+        ", 0, '-infinity', 0, 5",
     );
+    client.batch_execute(&prepare).await.unwrap();
     client.batch_execute(&prepare_skipping).await.unwrap();
-    let explain_skipping = format!(
-        "EXPLAIN EXECUTE store_and_claim_skipping({ids}, {tokens}, 'default', 10, 1, 30000, 'w', {tids}, 0, '-infinity', 0, 5)"
-    );
     let plan = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
         rows.into_iter()
             .filter_map(|m| match m {
