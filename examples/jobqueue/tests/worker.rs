@@ -794,6 +794,88 @@ async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
         .is_err());
 }
 
+/// The completer stores successes where their claim left the rows too
+/// (`queue/complete_at.rs`), fenced like `complete`: a stale token at the
+/// right address is refused, a row that moved since its claim is not
+/// found there (and is stored by id afterwards), and on a table of any
+/// size PostgreSQL fetches each row by address, never through the primary
+/// key or the lease index.
+#[tokio::test]
+async fn the_completer_stores_successes_at_their_rows_fenced() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let jobs: Vec<NewJob> = (0..6).map(|_| NewJob::new("noop")).collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let queues = vec!["default".to_string()];
+    let lease = Duration::from_secs(30);
+    let held = q.claim(&queues, 4, lease, "w").await.unwrap();
+    assert_eq!(held.len(), 4);
+    // held[1]'s row moves (a progress report); held[2]'s token is stale.
+    assert!(q
+        .set_progress(held[1].id, held[1].lease_token, &json!({"pct": 50}))
+        .await
+        .unwrap());
+    let mut done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
+    done[2].1 = done[2].1.wrapping_add(1);
+    let addresses: Vec<jobqueue::queue::Tid> = held.iter().filter_map(|j| j.tid).collect();
+    let mut completed = q.complete_at(&done, &addresses).await.unwrap();
+    completed.sort_unstable();
+    assert_eq!(completed, vec![held[0].id, held[3].id]);
+    assert_eq!(status_of(&q, held[0].id).await.status, Status::Succeeded);
+    assert_eq!(status_of(&q, held[1].id).await.status, Status::Running);
+    assert_eq!(status_of(&q, held[2].id).await.status, Status::Running);
+    // The moved row by id, as the completer then does.
+    assert_eq!(q.complete(&[done[1]]).await.unwrap(), vec![held[1].id]);
+    assert_eq!(status_of(&q, held[1].id).await.status, Status::Succeeded);
+    // Stored once: the same call again finds nothing.
+    assert!(q.complete_at(&done, &addresses).await.unwrap().is_empty());
+    // Addresses must pair with the finished jobs; nothing to store is no
+    // statement at all.
+    assert!(q.complete_at(&done, &addresses[..1]).await.is_err());
+    assert!(q.complete_at(&[], &[]).await.unwrap().is_empty());
+
+    // The plan on a grown table, with the worker's connection settings
+    // (each execution planned for its parameters).
+    db.sql("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 200000)");
+    db.sql("VACUUM ANALYZE jobs");
+    let held = q.claim(&queues, 10, lease, "w").await.unwrap();
+    assert_eq!(held.len(), 10);
+    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
+    let ids = array(held.iter().map(|j| j.id.to_string()).collect());
+    let tokens = array(held.iter().map(|j| j.lease_token.to_string()).collect());
+    let tids = array(
+        held.iter()
+            .map(|j| format!("\"{}\"", j.tid.unwrap()))
+            .collect(),
+    );
+    let pool = jobqueue::db::pool_async_commit(&db.url, 1).unwrap();
+    let client = pool.get().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "PREPARE complete_at(bigint[], bigint[], tid[]) AS {}",
+            jobqueue::queue::COMPLETE_AT_SQL
+        ))
+        .await
+        .unwrap();
+    let plan: String = client
+        .simple_query(&format!(
+            "EXPLAIN EXECUTE complete_at({ids}, {tokens}, {tids})"
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("Tid Scan on jobs j"), "by address:\n{plan}");
+    assert!(!plan.contains("Seq Scan on jobs"), "{plan}");
+    assert!(!plan.contains("jobs_pkey"), "{plan}");
+    assert!(!plan.contains("jobs_lease_idx"), "{plan}");
+}
+
 /// A worker whose handlers report progress (their rows move while they
 /// run) still stores every success, none as a lost lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,6 +904,52 @@ async fn a_worker_stores_jobs_whose_rows_moved_while_they_ran() {
     assert_eq!(
         metrics.job_completed_total.get(&["default", "reporting"]),
         200
+    );
+    let _ = stop.send(true);
+    handle.await.unwrap().unwrap();
+}
+
+/// With two claims in flight (200 slots and more) the completer stores
+/// most successes, at their rows' addresses; rows that moved while their
+/// handlers ran (half of these jobs report progress) are stored by id:
+/// every job succeeds once, none counted as a lost lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_claims_in_flight_store_moved_and_unmoved_rows_alike() {
+    let db = Db::start().await;
+    let q = db.queue();
+    let registry = Registry::new()
+        .register("reporting", |ctx: JobContext| async move {
+            ctx.set_progress(json!({"step": 1})).await?;
+            Ok(())
+        })
+        .register("quiet", |_ctx: JobContext| async { Ok(()) });
+    let jobs: Vec<NewJob> = (0..2000)
+        .map(|i| NewJob::new(if i % 2 == 0 { "reporting" } else { "quiet" }))
+        .collect();
+    q.enqueue_batch(&jobs).await.unwrap();
+    let opts = WorkerOptions {
+        concurrency: 256,
+        batch_size: 1,
+        ..options(&["default"])
+    };
+    let worker = Worker::new(&db.url, registry, opts).unwrap();
+    let metrics = worker.metrics();
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let handle = tokio::spawn(worker.run(shutdown));
+    assert!(
+        eventually(Duration::from_secs(60), || db.count("status = 'succeeded'")
+            == 2000)
+        .await,
+        "{} of 2000 succeeded",
+        db.count("status = 'succeeded'")
+    );
+    assert_eq!(db.count("attempts <> 1"), 0, "each job ran once");
+    assert_eq!(db.count("progress IS NOT NULL"), 1000);
+    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(
+        metrics.job_completed_total.get(&["default", "reporting"])
+            + metrics.job_completed_total.get(&["default", "quiet"]),
+        2000
     );
     let _ = stop.send(true);
     handle.await.unwrap().unwrap();

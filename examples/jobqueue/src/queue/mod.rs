@@ -50,6 +50,8 @@ pub use claim::ClaimFrom;
 pub use claim_and_complete::{store_and_claim_by_address_sql, POSITIONAL_FENCE_MAX};
 pub use claim_grouped::{GroupedClaim, GROUP_LOCK_CLASS};
 mod complete;
+mod complete_at;
+pub use complete_at::COMPLETE_AT_SQL;
 mod complete_with_output;
 mod delete_finished;
 mod enqueue;

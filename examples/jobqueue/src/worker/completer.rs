@@ -212,14 +212,23 @@ impl Completer {
     /// (at-least-once).
     async fn write(&self, batch: Vec<Outcome>) {
         let opts = &self.opts;
-        let mut done = Vec::new();
+        // Successes with their claim's row address are found there
+        // (`queue/complete_at.rs`); the rest, and those whose row moved
+        // since, by id.
+        let mut located = Vec::new();
+        let mut addresses = Vec::new();
+        let mut by_id = Vec::new();
         let mut with_output = Vec::new();
         let mut failures = Vec::new();
         for o in &batch {
-            match (&o.result, &o.output) {
-                (Ok(()), None) => done.push((o.id, o.token)),
-                (Ok(()), Some(out)) => with_output.push((o.id, o.token, out)),
-                (Err(e), _) => failures.push(Failure {
+            match (&o.result, &o.output, o.tid) {
+                (Ok(()), None, Some(at)) => {
+                    located.push((o.id, o.token));
+                    addresses.push(at);
+                }
+                (Ok(()), None, None) => by_id.push((o.id, o.token)),
+                (Ok(()), Some(out), _) => with_output.push((o.id, o.token, out)),
+                (Err(e), _, _) => failures.push(Failure {
                     id: o.id,
                     lease_token: o.token,
                     error: truncate(&e.message, 2000),
@@ -231,7 +240,11 @@ impl Completer {
         let mut wait = Duration::from_millis(50);
         let (completed, failed) = loop {
             let r = async {
-                let mut c = self.queue.complete(&done).await?;
+                let mut c = self.queue.complete_at(&located, &addresses).await?;
+                let found: HashSet<i64> = c.iter().copied().collect();
+                let moved = located.iter().filter(|l| !found.contains(&l.0));
+                let rest: Vec<(i64, i64)> = by_id.iter().chain(moved).copied().collect();
+                c.extend(self.queue.complete(&rest).await?);
                 c.extend(self.queue.complete_with_output(&with_output).await?);
                 let f = self.queue.fail(&failures).await?;
                 Ok::<_, crate::QueueError>((c, f))
