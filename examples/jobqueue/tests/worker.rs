@@ -724,6 +724,58 @@ async fn claim_and_complete_is_fenced() {
     assert_eq!(claimed.len(), 5);
 }
 
+/// Enqueues `jobs` no-op jobs, claims `held` of them (each with its row's
+/// address) and moves `held[1]`'s row with a progress report, as a handler
+/// would: its claim's address is stale from then on.
+async fn claimed_with_the_second_row_moved(
+    q: &jobqueue::Queue,
+    jobs: usize,
+    held: usize,
+) -> Vec<jobqueue::queue::ClaimedJob> {
+    let new: Vec<NewJob> = (0..jobs).map(|_| NewJob::new("noop")).collect();
+    q.enqueue_batch(&new).await.unwrap();
+    let claimed = q
+        .claim(&["default".to_string()], held, Duration::from_secs(30), "w")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), held);
+    assert!(
+        claimed.iter().all(|j| j.tid.is_some()),
+        "a claim returns addresses"
+    );
+    assert!(q
+        .set_progress(claimed[1].id, claimed[1].lease_token, &json!({"pct": 50}))
+        .await
+        .unwrap());
+    claimed
+}
+
+/// The held jobs' ids, lease tokens and addresses as SQL array literals,
+/// for `EXPLAIN EXECUTE` of the worker's statements.
+fn sql_arrays(held: &[jobqueue::queue::ClaimedJob]) -> (String, String, String) {
+    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
+    (
+        array(held.iter().map(|j| j.id.to_string()).collect()),
+        array(held.iter().map(|j| j.lease_token.to_string()).collect()),
+        array(
+            held.iter()
+                .map(|j| format!("\"{}\"", j.tid.unwrap()))
+                .collect(),
+        ),
+    )
+}
+
+/// The text of an `EXPLAIN`, one plan line per row.
+fn plan_text(rows: Vec<tokio_postgres::SimpleQueryMessage>) -> String {
+    rows.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The fetcher stores a success where its claim left the row (a TID
 /// fetch, `queue/tid.rs`). A row that moved since (here a progress report)
 /// is not found there: it is not stored, its slot is not given to a new
@@ -732,21 +784,10 @@ async fn claim_and_complete_is_fenced() {
 async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
     let db = Db::start().await;
     let q = db.queue();
-    let jobs: Vec<NewJob> = (0..8).map(|_| NewJob::new("noop")).collect();
-    q.enqueue_batch(&jobs).await.unwrap();
     let queues = vec!["default".to_string()];
     let lease = Duration::from_secs(30);
-    let held = q.claim(&queues, 3, lease, "w").await.unwrap();
-    assert_eq!(held.len(), 3);
-    assert!(
-        held.iter().all(|j| j.tid.is_some()),
-        "a claim returns addresses"
-    );
     // held[1]'s row moves: a progress report writes a new version.
-    assert!(q
-        .set_progress(held[1].id, held[1].lease_token, &json!({"pct": 50}))
-        .await
-        .unwrap());
+    let held = claimed_with_the_second_row_moved(&q, 8, 3).await;
     let done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
     let addresses: Vec<jobqueue::queue::Tid> = held.iter().filter_map(|j| j.tid).collect();
     let (claimed, mut completed) = q
@@ -804,17 +845,10 @@ async fn successes_are_stored_at_their_rows_and_by_id_once_a_row_moved() {
 async fn the_completer_stores_successes_at_their_rows_fenced() {
     let db = Db::start().await;
     let q = db.queue();
-    let jobs: Vec<NewJob> = (0..6).map(|_| NewJob::new("noop")).collect();
-    q.enqueue_batch(&jobs).await.unwrap();
     let queues = vec!["default".to_string()];
     let lease = Duration::from_secs(30);
-    let held = q.claim(&queues, 4, lease, "w").await.unwrap();
-    assert_eq!(held.len(), 4);
     // held[1]'s row moves (a progress report); held[2]'s token is stale.
-    assert!(q
-        .set_progress(held[1].id, held[1].lease_token, &json!({"pct": 50}))
-        .await
-        .unwrap());
+    let held = claimed_with_the_second_row_moved(&q, 6, 4).await;
     let mut done: Vec<(i64, i64)> = held.iter().map(|j| (j.id, j.lease_token)).collect();
     done[2].1 = done[2].1.wrapping_add(1);
     let addresses: Vec<jobqueue::queue::Tid> = held.iter().filter_map(|j| j.tid).collect();
@@ -840,14 +874,7 @@ async fn the_completer_stores_successes_at_their_rows_fenced() {
     db.sql("VACUUM ANALYZE jobs");
     let held = q.claim(&queues, 10, lease, "w").await.unwrap();
     assert_eq!(held.len(), 10);
-    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
-    let ids = array(held.iter().map(|j| j.id.to_string()).collect());
-    let tokens = array(held.iter().map(|j| j.lease_token.to_string()).collect());
-    let tids = array(
-        held.iter()
-            .map(|j| format!("\"{}\"", j.tid.unwrap()))
-            .collect(),
-    );
+    let (ids, tokens, tids) = sql_arrays(&held);
     let pool = jobqueue::db::pool_async_commit(&db.url, 1).unwrap();
     let client = pool.get().await.unwrap();
     client
@@ -857,19 +884,14 @@ async fn the_completer_stores_successes_at_their_rows_fenced() {
         ))
         .await
         .unwrap();
-    let plan: String = client
-        .simple_query(&format!(
-            "EXPLAIN EXECUTE complete_at({ids}, {tokens}, {tids})"
-        ))
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let plan = plan_text(
+        client
+            .simple_query(&format!(
+                "EXPLAIN EXECUTE complete_at({ids}, {tokens}, {tids})"
+            ))
+            .await
+            .unwrap(),
+    );
     assert!(plan.contains("Tid Scan on jobs j"), "by address:\n{plan}");
     assert!(!plan.contains("Seq Scan on jobs"), "{plan}");
     assert!(!plan.contains("jobs_pkey"), "{plan}");
@@ -955,6 +977,78 @@ async fn two_claims_in_flight_store_moved_and_unmoved_rows_alike() {
     handle.await.unwrap().unwrap();
 }
 
+/// A completer write that fails part-way (here PostgreSQL refuses the
+/// failed attempt's statement for a while) resumes at the statement that
+/// failed: the outputs stored before it are not stored again, which would
+/// find their rows no longer `running` and count them as lost leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_write_that_fails_part_way_resumes_where_it_failed() {
+    let db = Db::start().await;
+    let q = db.queue();
+    db.sql("CREATE TABLE refuse_failures (until_cleared boolean)");
+    db.sql("INSERT INTO refuse_failures VALUES (true)");
+    db.sql(
+        "CREATE FUNCTION refuse_failure() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF EXISTS (SELECT FROM refuse_failures) THEN \
+         RAISE EXCEPTION 'failed attempts refused for the test'; END IF; RETURN NEW; END $$",
+    );
+    db.sql(
+        "CREATE TRIGGER refuse_failure BEFORE UPDATE ON jobs FOR EACH ROW \
+         WHEN (OLD.status = 'running' AND NEW.status IN ('queued', 'dead')) \
+         EXECUTE FUNCTION refuse_failure()",
+    );
+    // Four handlers that end together, so that their outcomes share one
+    // write: three successes with an output (stored by the completer,
+    // before the failures) and one failure.
+    let together = Arc::new(tokio::sync::Barrier::new(4));
+    let (a, b) = (together.clone(), together);
+    let registry = Registry::new()
+        .register("with_output", move |ctx: JobContext| {
+            let together = a.clone();
+            async move {
+                together.wait().await;
+                ctx.set_output(json!({"ok": true}));
+                Ok(())
+            }
+        })
+        .register("failing", move |_ctx: JobContext| {
+            let together = b.clone();
+            async move {
+                together.wait().await;
+                Err(jobqueue::JobError::permanent("no"))
+            }
+        });
+    let mut jobs: Vec<NewJob> = (0..3).map(|_| NewJob::new("with_output")).collect();
+    jobs.push(NewJob::new("failing").max_attempts(1));
+    q.enqueue_batch(&jobs).await.unwrap();
+    let worker = Worker::new(&db.url, registry, options(&["default"])).unwrap();
+    let metrics = worker.metrics();
+    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
+    let handle = tokio::spawn(worker.run(shutdown));
+    assert!(
+        eventually(Duration::from_secs(30), || db.count("status = 'succeeded'")
+            == 3)
+        .await,
+        "the outputs are stored"
+    );
+    // The failure's statement is refused meanwhile (and retried).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(db.count("status = 'running'"), 1);
+    db.sql("DELETE FROM refuse_failures");
+    assert!(
+        eventually(Duration::from_secs(30), || db.count("status = 'dead'") == 1).await,
+        "the failure is stored once PostgreSQL takes it"
+    );
+    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(
+        metrics.job_completed_total.get(&["default", "with_output"]),
+        3
+    );
+    assert_eq!(metrics.job_failed_total.get(&["default", "failing"]), 1);
+    let _ = stop.send(true);
+    handle.await.unwrap().unwrap();
+}
+
 /// The store-and-claim statement's generic plan (planned once per claim
 /// connection, kept until the table's statistics change) fetches rows by
 /// address, and keeps doing so when the table it was planned on was a few
@@ -971,14 +1065,7 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
         .claim(&["default".to_string()], 10, Duration::from_secs(30), "w")
         .await
         .unwrap();
-    let array = |items: Vec<String>| format!("'{{{}}}'", items.join(","));
-    let ids = array(held.iter().map(|j| j.id.to_string()).collect());
-    let tokens = array(held.iter().map(|j| j.lease_token.to_string()).collect());
-    let tids = array(
-        held.iter()
-            .map(|j| format!("\"{}\"", j.tid.unwrap()))
-            .collect(),
-    );
+    let (ids, tokens, tids) = sql_arrays(&held);
     let pool = jobqueue::db::pool_async_commit_generic_plans(&db.url, 1).unwrap();
     let client = pool.get().await.unwrap();
     // Each statement with the worker's eight parameters, then `more`:
@@ -1009,21 +1096,12 @@ async fn the_claim_plan_fetches_by_address_on_a_table_of_any_size() {
     );
     client.batch_execute(&prepare).await.unwrap();
     client.batch_execute(&prepare_skipping).await.unwrap();
-    let plan = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
-        rows.into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    let small = plan(client.simple_query(&explain).await.unwrap());
-    let small_skipping = plan(client.simple_query(&explain_skipping).await.unwrap());
+    let small = plan_text(client.simple_query(&explain).await.unwrap());
+    let small_skipping = plan_text(client.simple_query(&explain_skipping).await.unwrap());
     // The table grows 4,000-fold; nothing analyses it.
     db.sql("INSERT INTO jobs (kind) SELECT 'noop' FROM generate_series(1, 200000)");
-    let grown = plan(client.simple_query(&explain).await.unwrap());
-    let grown_skipping = plan(client.simple_query(&explain_skipping).await.unwrap());
+    let grown = plan_text(client.simple_query(&explain).await.unwrap());
+    let grown_skipping = plan_text(client.simple_query(&explain_skipping).await.unwrap());
     for (name, plan) in [("small", &small_skipping), ("grown", &grown_skipping)] {
         assert_eq!(
             plan.matches(" Scan using jobs_claim_idx on jobs").count(),

@@ -238,27 +238,46 @@ impl Completer {
             }
         }
         let mut wait = Duration::from_millis(50);
-        let (completed, failed) = loop {
+        // Each statement runs once: a retry resumes at the one that failed.
+        // Running a stored one again would find its rows no longer
+        // `running` and count their jobs as lost leases.
+        let mut completed = Vec::new();
+        let mut failed = Vec::new();
+        let mut stored_steps = 0;
+        loop {
             let r = async {
-                let mut c = self.queue.complete_at(&located, &addresses).await?;
-                let found: HashSet<i64> = c.iter().copied().collect();
-                let moved = located.iter().filter(|l| !found.contains(&l.0));
-                let rest: Vec<(i64, i64)> = by_id.iter().chain(moved).copied().collect();
-                c.extend(self.queue.complete(&rest).await?);
-                c.extend(self.queue.complete_with_output(&with_output).await?);
-                let f = self.queue.fail(&failures).await?;
-                Ok::<_, crate::QueueError>((c, f))
+                if stored_steps == 0 {
+                    let at = self.queue.complete_at(&located, &addresses).await?;
+                    let found: HashSet<i64> = at.iter().copied().collect();
+                    // Not found at its address: the row moved, by id then.
+                    by_id.extend(located.iter().filter(|l| !found.contains(&l.0)));
+                    completed.extend(at);
+                    stored_steps = 1;
+                }
+                if stored_steps == 1 {
+                    completed.extend(self.queue.complete(&by_id).await?);
+                    stored_steps = 2;
+                }
+                if stored_steps == 2 {
+                    completed.extend(self.queue.complete_with_output(&with_output).await?);
+                    stored_steps = 3;
+                }
+                if stored_steps == 3 {
+                    failed = self.queue.fail(&failures).await?;
+                    stored_steps = 4;
+                }
+                Ok::<_, crate::QueueError>(())
             }
             .await;
             match r {
-                Ok(v) => break v,
+                Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), outcomes = batch.len(), "storing job outcomes failed; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }
             }
-        };
+        }
         if batch.iter().any(|o| o.grouped) {
             // Places in groups are free: wake the group fetchers of every
             // worker. Best effort: their poll is the fallback.
