@@ -21,8 +21,15 @@
 #
 #   bench/jobqueue/features-ab.sh
 #
+# The same pairs measure any other change: NEW_PATCH=<file> builds the new
+# side from HEAD with that patch applied (a second worktree) instead of the
+# working tree, e.g. BASE=HEAD BASE_PATCH=none
+# NEW_PATCH=bench/jobqueue/hot-success-experiment.patch (the patch says
+# what it measures). The target line then does not apply.
+#
 # Env: BASE [1f72564, the last commit before the features], BASE_PATCH
-# [features-ab-base.patch next to this script; none: no patch], BENCH_PG_URL
+# [features-ab-base.patch next to this script; none: no patch], NEW_PATCH
+# [none: the working tree], BENCH_PG_URL
 # [postgres://postgres@127.0.0.1:5432], ROUNDS [7] (processing pairs per
 # concurrency), ENQUEUE_ROUNDS [3], BENCH_JOBS [50000],
 # BENCH_CONCURRENCIES [24,200,2048].
@@ -35,9 +42,16 @@ ROUNDS=${ROUNDS:-7}
 ENQUEUE_ROUNDS=${ENQUEUE_ROUNDS:-3}
 export BENCH_JOBS=${BENCH_JOBS:-50000} BENCH_GROWTH=0 BENCH_LATENCY_JOBS=${BENCH_LATENCY_JOBS:-200}
 export BENCH_CONCURRENCIES=${BENCH_CONCURRENCIES:-24,200,2048}
+NEW_PATCH=${NEW_PATCH:-none}
 WT=$(mktemp -d /tmp/jobqueue-base.XXXXXX)
+WT_NEW=$ROOT
+[ "$NEW_PATCH" != none ] && WT_NEW=$(mktemp -d /tmp/jobqueue-new.XXXXXX)
+remove_worktrees() {
+  git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true
+  [ "$WT_NEW" = "$ROOT" ] || git -C "$ROOT" worktree remove --force "$WT_NEW" >/dev/null 2>&1 || true
+}
 git -C "$ROOT" worktree add -q --detach "$WT" "$BASE"
-trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true' EXIT
+trap remove_worktrees EXIT
 # One harness for both sides: the working tree's bench.rs measures BASE too
 # (it needs only the API that BASE already had).
 cp "$ROOT/examples/jobqueue/examples/bench.rs" "$WT/examples/jobqueue/examples/bench.rs"
@@ -46,15 +60,26 @@ if [ "$BASE_PATCH" != none ]; then
   git -C "$WT" apply "$BASE_PATCH"
   echo "BASE = $BASE + $(basename "$BASE_PATCH")"
 fi
-echo "building the harness at $BASE and at the working tree (release)…"
-(cd "$WT" && CARGO_TARGET_DIR="$ROOT/target/features-ab-base" cargo build -q --release -p jobqueue --bin jobqueue --example bench)
-(cd "$ROOT" && cargo build -q --release -p jobqueue --bin jobqueue --example bench)
-BASE_DIR="$ROOT/target/features-ab-base/release"
 NEW_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+if [ "$NEW_PATCH" != none ]; then
+  NEW_PATCH=$(cd "$(dirname "$NEW_PATCH")" && pwd)/$(basename "$NEW_PATCH")
+  git -C "$ROOT" worktree add -q --detach "$WT_NEW" HEAD
+  git -C "$WT_NEW" apply "$NEW_PATCH"
+  NEW_DIR="$ROOT/target/features-ab-new/release"
+  echo "NEW = HEAD + $(basename "$NEW_PATCH")"
+fi
+echo "building the harness at $BASE and at $([ "$WT_NEW" = "$ROOT" ] && echo "the working tree" || echo "HEAD + the patch") (release)…"
+(cd "$WT" && CARGO_TARGET_DIR="$ROOT/target/features-ab-base" cargo build -q --release -p jobqueue --bin jobqueue --example bench)
+if [ "$WT_NEW" = "$ROOT" ]; then
+  (cd "$ROOT" && cargo build -q --release -p jobqueue --bin jobqueue --example bench)
+else
+  (cd "$WT_NEW" && CARGO_TARGET_DIR="$ROOT/target/features-ab-new" cargo build -q --release -p jobqueue --bin jobqueue --example bench)
+fi
+BASE_DIR="$ROOT/target/features-ab-base/release"
 mkdir -p "$ROOT/bench/out"
 OUT="$ROOT/bench/out/features-ab.jsonl"
 : >"$OUT"
-trap 'git -C "$ROOT" worktree remove --force "$WT" >/dev/null 2>&1 || true; for d in bench_jq_base bench_jq_new; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
+trap 'remove_worktrees; for d in bench_jq_base bench_jq_new; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $d" >/dev/null 2>&1 || true; done' EXIT
 run() { # label dir tag [env…]: one harness run on a fresh database
   local label=$1 dir=$2 tag=$3; shift 3
   psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS bench_jq_$label" -c "CREATE DATABASE bench_jq_$label" >/dev/null
