@@ -24,7 +24,8 @@ PORT=${METRICS_PORT:-19931}
 DB=bench_jq_binary
 URL=$PG/$DB
 LOG=$(mktemp /tmp/jobqueue-binary-log.XXXXXX)
-trap 'rm -f "$LOG"; psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
+RESULTS=$(mktemp /tmp/jobqueue-binary-ab.XXXXXX)
+trap 'rm -f "$LOG" "$RESULTS"; psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
 for bin in "$BASE_BIN" "$NEW_BIN"; do [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 2; }; done
 
 one_run() { # BIN -> "jobs/s us/job"
@@ -51,8 +52,6 @@ one_run() { # BIN -> "jobs/s us/job"
 }
 
 echo "$ROUNDS pairs, $JOBS no-op jobs, WORKER_CONCURRENCY=$CONCURRENCY LOG_LEVEL=$LEVEL; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-RESULTS=$(mktemp /tmp/jobqueue-binary-ab.XXXXXX)
-trap 'rm -f "$LOG" "$RESULTS"; psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true' EXIT
 for round in $(seq 1 "$ROUNDS"); do
   order="base new"; [ $((round % 2)) = 0 ] && order="new base"
   for side in $order; do

@@ -30,6 +30,7 @@ fn options(queues: &[&str]) -> WorkerOptions {
 struct Running {
     stop: tokio::sync::watch::Sender<bool>,
     handle: tokio::task::JoinHandle<Result<(), jobqueue::Error>>,
+    metrics: Arc<jobqueue::metrics::Metrics>,
 }
 
 impl Running {
@@ -41,11 +42,23 @@ impl Running {
 
 fn start(db: &Db, registry: Registry, opts: WorkerOptions) -> Running {
     let worker = Worker::new(&db.url, registry, opts).unwrap();
+    let metrics = worker.metrics();
     let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
     Running {
         stop,
         handle: tokio::spawn(worker.run(shutdown)),
+        metrics,
     }
+}
+
+/// Waits up to `within` for `n` jobs to have succeeded; fails the test
+/// with the count reached otherwise.
+async fn until_succeeded(db: &Db, n: i64, within: Duration) {
+    assert!(
+        eventually(within, || db.count("status = 'succeeded'") == n).await,
+        "{} of {n} succeeded",
+        db.count("status = 'succeeded'")
+    );
 }
 
 /// The versions of every migration from the `applied`-th on, in order:
@@ -910,25 +923,15 @@ async fn a_worker_stores_jobs_whose_rows_moved_while_they_ran() {
     });
     let jobs: Vec<NewJob> = (0..200).map(|_| NewJob::new("reporting")).collect();
     q.enqueue_batch(&jobs).await.unwrap();
-    let worker = Worker::new(&db.url, registry, options(&["default"])).unwrap();
-    let metrics = worker.metrics();
-    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
-    let handle = tokio::spawn(worker.run(shutdown));
-    assert!(
-        eventually(Duration::from_secs(30), || db.count("status = 'succeeded'")
-            == 200)
-        .await,
-        "{} of 200 succeeded",
-        db.count("status = 'succeeded'")
-    );
+    let w = start(&db, registry, options(&["default"]));
+    until_succeeded(&db, 200, Duration::from_secs(30)).await;
     assert_eq!(db.count("progress IS NULL"), 0);
-    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(w.metrics.worker_lease_lost_total.get(&[]), 0);
     assert_eq!(
-        metrics.job_completed_total.get(&["default", "reporting"]),
+        w.metrics.job_completed_total.get(&["default", "reporting"]),
         200
     );
-    let _ = stop.send(true);
-    handle.await.unwrap().unwrap();
+    w.stop().await;
 }
 
 /// With two claims in flight (200 slots and more) the completer stores
@@ -954,27 +957,17 @@ async fn two_claims_in_flight_store_moved_and_unmoved_rows_alike() {
         batch_size: 1,
         ..options(&["default"])
     };
-    let worker = Worker::new(&db.url, registry, opts).unwrap();
-    let metrics = worker.metrics();
-    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
-    let handle = tokio::spawn(worker.run(shutdown));
-    assert!(
-        eventually(Duration::from_secs(60), || db.count("status = 'succeeded'")
-            == 2000)
-        .await,
-        "{} of 2000 succeeded",
-        db.count("status = 'succeeded'")
-    );
+    let w = start(&db, registry, opts);
+    until_succeeded(&db, 2000, Duration::from_secs(60)).await;
     assert_eq!(db.count("attempts <> 1"), 0, "each job ran once");
     assert_eq!(db.count("progress IS NOT NULL"), 1000);
-    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(w.metrics.worker_lease_lost_total.get(&[]), 0);
     assert_eq!(
-        metrics.job_completed_total.get(&["default", "reporting"])
-            + metrics.job_completed_total.get(&["default", "quiet"]),
+        w.metrics.job_completed_total.get(&["default", "reporting"])
+            + w.metrics.job_completed_total.get(&["default", "quiet"]),
         2000
     );
-    let _ = stop.send(true);
-    handle.await.unwrap().unwrap();
+    w.stop().await;
 }
 
 /// A completer write that fails part-way (here PostgreSQL refuses the
@@ -1021,16 +1014,9 @@ async fn a_completion_write_that_fails_part_way_resumes_where_it_failed() {
     let mut jobs: Vec<NewJob> = (0..3).map(|_| NewJob::new("with_output")).collect();
     jobs.push(NewJob::new("failing").max_attempts(1));
     q.enqueue_batch(&jobs).await.unwrap();
-    let worker = Worker::new(&db.url, registry, options(&["default"])).unwrap();
-    let metrics = worker.metrics();
-    let (stop, shutdown) = jobqueue::shutdown::Shutdown::manual();
-    let handle = tokio::spawn(worker.run(shutdown));
-    assert!(
-        eventually(Duration::from_secs(30), || db.count("status = 'succeeded'")
-            == 3)
-        .await,
-        "the outputs are stored"
-    );
+    let w = start(&db, registry, options(&["default"]));
+    // The outputs are stored.
+    until_succeeded(&db, 3, Duration::from_secs(30)).await;
     // The failure's statement is refused meanwhile (and retried).
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(db.count("status = 'running'"), 1);
@@ -1039,14 +1025,15 @@ async fn a_completion_write_that_fails_part_way_resumes_where_it_failed() {
         eventually(Duration::from_secs(30), || db.count("status = 'dead'") == 1).await,
         "the failure is stored once PostgreSQL takes it"
     );
-    assert_eq!(metrics.worker_lease_lost_total.get(&[]), 0);
+    assert_eq!(w.metrics.worker_lease_lost_total.get(&[]), 0);
     assert_eq!(
-        metrics.job_completed_total.get(&["default", "with_output"]),
+        w.metrics
+            .job_completed_total
+            .get(&["default", "with_output"]),
         3
     );
-    assert_eq!(metrics.job_failed_total.get(&["default", "failing"]), 1);
-    let _ = stop.send(true);
-    handle.await.unwrap().unwrap();
+    assert_eq!(w.metrics.job_failed_total.get(&["default", "failing"]), 1);
+    w.stop().await;
 }
 
 /// The store-and-claim statement's generic plan (planned once per claim
