@@ -44,10 +44,17 @@ VARIANTS = {
 def statement(variant, p):
     """The cycle's statement; p maps each parameter to its spelling."""
     group_filter, pause, started, timeout, by_address = VARIANTS[variant]
+    # Today's schema (migration 8): a success keeps its lease time and
+    # leaves an ungrouped job's group_done NULL (a heap-only update), and
+    # the claim index is partial on lease_expires_at IS NULL.
+    hot = variant != "base"
     pause_f = f"AND {p['q']} <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))" if pause else ""
     st = ", started_at = j.updated_at" if started else ""
     rt = ", j.timeout_seconds" if timeout else ""
     gf = "AND group_key IS NULL" if group_filter else ""
+    queued = f"lease_expires_at IS NULL {gf} AND status = 'queued'" if hot else f"status = 'queued' {gf}"
+    ended = ("lease_token = NULL, locked_by = NULL,\n        group_done = CASE WHEN j.group_key IS NOT NULL THEN true END"
+             if hot else "lease_token = NULL, lease_expires_at = NULL, locked_by = NULL")
     if by_address:
         # queue/claim_and_complete.rs, Find::Address.
         done = f"""FROM unnest({p['ids']}, {p['toks']}, {p['tids']}) AS d(id, token, at)
@@ -62,7 +69,7 @@ def statement(variant, p):
     return f"""WITH done AS (
     UPDATE jobs AS j
     SET status = 'succeeded', finished_at = now(), updated_at = now(){st},
-        lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+        {ended}
     {done}
     RETURNING j.id),
 claimed AS (
@@ -71,7 +78,7 @@ claimed AS (
         lease_expires_at = now() + 300000 * interval '1 millisecond', locked_by = 'w1', updated_at = now()
     WHERE j.{key} = ANY(ARRAY(
         SELECT {key} FROM jobs
-        WHERE status = 'queued' {gf} AND queue = {p['q']} AND run_at <= now()
+        WHERE {queued} AND queue = {p['q']} AND run_at <= now()
           {pause_f} AND priority = {p['p']} AND (run_at, id) >= ({p['r']}, {p['i']})
         ORDER BY priority DESC, run_at, id
         LIMIT {limit}

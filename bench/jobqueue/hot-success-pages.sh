@@ -6,7 +6,9 @@
 # the worker's claim of 512 and the success statement of each side (as
 # the patch writes it), then VACUUM (which frees the dead versions' room
 # for the next cycle). Prints, per side and cycle, the finished jobs kept,
-# the updates stored as HOT and the heap's pages. Not a test.
+# the updates stored as HOT and the heap's pages. Not a test. Needs a
+# binary from before migration 8 (b4c5fa7 or earlier), which shipped the
+# experiment's schema.
 #
 # Env: CYCLES [3], BENCH_PG_URL [postgres://postgres@127.0.0.1:5432] (creates and drops
 # the database bench_jq_pages), JOBQUEUE_BIN [target/release/jobqueue, for
@@ -23,6 +25,12 @@ trap 'psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 |
 for side in today hot; do
   psql "$PG/postgres" -qX -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null 2>&1
   DATABASE_URL="$PG/$DB" "$BIN" migrate >/dev/null
+  if [ "$(psql "$PG/$DB" -AtX -c 'SELECT max(version) FROM jobqueue_migrations')" -ge 8 ]; then
+    echo "this compares the schema before migration 8 with the experiment's; since" >&2
+    echo "migration 8 ships the experiment's fillfactor and HOT successes, run it with" >&2
+    echo "JOBQUEUE_BIN built at b4c5fa7 or earlier" >&2
+    exit 2
+  fi
   if [ "$side" = hot ]; then
     psql "$PG/$DB" -qX -v ON_ERROR_STOP=1 -c "DROP INDEX jobs_finished_idx" -c "ALTER TABLE jobs SET (fillfactor = 30)"
     success="finished_at = now(), updated_at = now(), started_at = j.updated_at, lease_token = NULL, locked_by = NULL"

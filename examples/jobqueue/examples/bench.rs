@@ -239,8 +239,9 @@ async fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         admin
             .execute(
-                "INSERT INTO jobs (queue, kind, payload, status, attempts, run_at, created_at, updated_at, finished_at)
-                 SELECT 'default', 'noop', '{}', 'succeeded', 1, now() - interval '1 hour', now() - interval '1 hour', now(), now() - (g % 3600) * interval '1 second'
+                "INSERT INTO jobs (queue, kind, payload, status, attempts, run_at, created_at, updated_at, finished_at, lease_expires_at)
+                 SELECT 'default', 'noop', '{}', 'succeeded', 1, now() - interval '1 hour', now() - interval '1 hour', now(), now() - (g % 3600) * interval '1 second',
+                        now() - (g % 3600) * interval '1 second'
                  FROM generate_series(1, $1::bigint) AS g",
                 &[&(finished_rows as i64)],
             )

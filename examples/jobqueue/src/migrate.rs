@@ -296,6 +296,76 @@ ALTER TABLE jobs
     ADD CONSTRAINT jobs_timeout_seconds_check CHECK (jobqueue_timeout_seconds_valid(timeout_seconds));
 "#,
     ),
+    (
+        8,
+        "successes as heap-only updates",
+        r#"
+-- A success used to add a new row version elsewhere in the table plus a
+-- primary-key entry: PostgreSQL stores an update as heap-only (HOT, no
+-- index entry) only when no column an index refers to (key or predicate)
+-- changes, and a success changed `status` (in the claim, lease and group
+-- indexes' predicates), `lease_expires_at` (the lease index's key) and
+-- `finished_at` (the retention BRIN; BRIN blocks HOT before PostgreSQL
+-- 16). Index maintenance was a third of PostgreSQL's CPU per job. After
+-- this migration no index refers to a column that the success of an
+-- ungrouped job changes
+-- (examples/jobqueue/README.md, "Successes are heap-only updates", has the
+-- figures):
+--
+-- * the claim index is partial on `lease_expires_at IS NULL` (with
+--   `group_key IS NULL`): a queued job has no lease time, and every job
+--   that left `queued` has one (below);
+-- * the group index leaves out finished jobs by `group_done` (a new
+--   column, true once a grouped job finished, NULL otherwise), which a
+--   success of an ungrouped job leaves NULL; a group's running and queued
+--   jobs are told apart by the lease time, its second key;
+-- * a success keeps the lease time it held. The lease index holds every
+--   job that ever left `queued`, so it no longer tells a running job from
+--   a finished one: the reaper reads the leases that expired since its
+--   last pass (reaper.rs), and the finished rows' lease times serve
+--   retention in place of the BRIN. The statements that finish a job
+--   without a lease (cancel while queued, dead) set it to the moment it
+--   finished;
+-- * fillfactor 30: room in each page for a row's queued, running and
+--   finished versions, so the success finds space next to the claim's
+--   version (at 50 a third of successes found it, at 100 one in a
+--   hundred).
+--
+-- Why not generated columns (`is_queued` computed from `status`), which
+-- would hold the indexes to the status whoever writes: PostgreSQL 15
+-- computes every stored generated column of a row on every UPDATE, and
+-- builds the row a second time to do it: 8 % of PostgreSQL's CPU per job
+-- at concurrency 2048 (perf). The code keeps `lease_expires_at` and
+-- `group_done` right instead (`lease_expires_at IS NULL` exactly when
+-- `status = 'queued'`), the claims still test the status, and the
+-- reaper's hourly sweep repairs rows that other writers (plain SQL, a
+-- release before this one during a rolling upgrade) left inconsistent
+-- (queue/repair_lease_times.rs).
+DROP INDEX jobs_claim_idx;
+DROP INDEX jobs_lease_idx;
+DROP INDEX jobs_group_idx;
+DROP INDEX jobs_finished_idx;
+ALTER TABLE jobs ADD COLUMN group_done boolean;
+-- One rewrite of the table gives every finished row its lease time and
+-- every finished grouped row its `group_done`: an UPDATE would leave a
+-- dead version of each behind. The columns keep their types: statements
+-- prepared before the migration stay valid.
+ALTER TABLE jobs
+    ALTER COLUMN lease_expires_at TYPE timestamptz USING (CASE
+        WHEN status = 'queued' THEN NULL
+        WHEN status = 'running' THEN lease_expires_at
+        ELSE coalesce(lease_expires_at, finished_at, updated_at) END),
+    ALTER COLUMN group_done TYPE boolean USING (CASE
+        WHEN group_key IS NOT NULL AND status NOT IN ('queued', 'running') THEN true END);
+-- The rewrite packed the rows kept; pages filled from now on keep room.
+ALTER TABLE jobs SET (fillfactor = 30);
+CREATE INDEX jobs_claim_idx ON jobs (queue, priority DESC, run_at, id)
+    WHERE lease_expires_at IS NULL AND group_key IS NULL;
+CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
+CREATE INDEX jobs_group_idx ON jobs (group_key, lease_expires_at, queue, priority DESC, run_at, id)
+    WHERE group_key IS NOT NULL AND group_done IS NULL;
+"#,
+    ),
 ];
 
 /// The newest schema version this binary knows.
@@ -306,10 +376,16 @@ pub fn latest_version() -> i32 {
 /// Applies every pending migration. Returns the versions applied by this
 /// call (empty when the schema was already current).
 pub async fn run(client: &mut Client) -> crate::error::Result<Vec<i32>> {
+    run_until(client, latest_version()).await
+}
+
+/// Applies the pending migrations up to version `last`: what a database
+/// that an older release migrated holds (the upgrade tests start there).
+pub async fn run_until(client: &mut Client, last: i32) -> crate::error::Result<Vec<i32>> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK_KEY])
         .await?;
-    let result = apply_pending(client).await;
+    let result = apply_pending(client, last).await;
     // Unlock even on failure; if the connection itself died, the server
     // released the session lock already.
     let _ = client
@@ -318,7 +394,7 @@ pub async fn run(client: &mut Client) -> crate::error::Result<Vec<i32>> {
     result
 }
 
-async fn apply_pending(client: &mut Client) -> crate::error::Result<Vec<i32>> {
+async fn apply_pending(client: &mut Client, last: i32) -> crate::error::Result<Vec<i32>> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS jobqueue_migrations (
@@ -336,7 +412,7 @@ async fn apply_pending(client: &mut Client) -> crate::error::Result<Vec<i32>> {
         .collect();
     let mut done = Vec::new();
     for (version, name, sql) in MIGRATIONS {
-        if applied.contains(version) {
+        if applied.contains(version) || *version > last {
             continue;
         }
         let tx = client.transaction().await?;

@@ -15,6 +15,19 @@
 //! time, and a long retention pass does not delay it. Exactly-once does not
 //! rest on leadership (see `queue/schedule_fire.rs`); the lock only keeps
 //! one process doing the work.
+//!
+//! **Which leases a pass reads** ([`LeaseWindow`]). A success keeps its
+//! lease time (migration 8), so the lease index holds the history too,
+//! and reading every expired lease would walk all of it each pass. A pass
+//! reads the leases that expired since the previous pass began, minus
+//! [`LEASE_WINDOW_SLACK`]: a claim's lease time is taken when its
+//! statement starts, and one that commits after a pass began, with a
+//! lease already past by then, is still in the next window unless it was
+//! in flight for longer than its lease plus the slack. The first pass of
+//! a leader, and one pass every [`FULL_SWEEP_INTERVAL`], read every lease
+//! instead (a full sweep), after repairing the lease times that other
+//! writers left inconsistent with the status (`queue/repair_lease_times.rs`):
+//! what a window could miss is found within the hour.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,6 +40,46 @@ use crate::shutdown::Shutdown;
 
 /// Longest sleep of the schedule loop.
 const SCHEDULE_TICK: Duration = Duration::from_secs(1);
+
+/// How far each pass over expired leases reaches back before the start of
+/// the previous one (module docs).
+pub const LEASE_WINDOW_SLACK: Duration = Duration::from_secs(15);
+
+/// How often a pass reads every lease, not only the window's (module docs).
+pub const FULL_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Where the next pass over expired leases starts (module docs).
+#[derive(Debug, Default)]
+struct LeaseWindow {
+    /// Leases that expired before this were all seen; `None`: sweep.
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the last full sweep finished.
+    swept_at: Option<tokio::time::Instant>,
+}
+
+impl LeaseWindow {
+    /// The lower bound of the next pass (`None`: a full sweep).
+    fn next_since(&self, now: tokio::time::Instant) -> Option<chrono::DateTime<chrono::Utc>> {
+        match self.swept_at {
+            Some(at) if now.duration_since(at) < FULL_SWEEP_INTERVAL => self.since,
+            _ => None,
+        }
+    }
+
+    /// A pass from `since` (`None`: a sweep) read everything up to `scanned_at`.
+    fn passed(
+        &mut self,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        scanned_at: chrono::DateTime<chrono::Utc>,
+        now: tokio::time::Instant,
+    ) {
+        let slack = chrono::Duration::from_std(LEASE_WINDOW_SLACK).unwrap_or_default();
+        self.since = Some(scanned_at - slack);
+        if since.is_none() {
+            self.swept_at = Some(now);
+        }
+    }
+}
 
 /// Advisory lock key for reaper leadership ("jobqreap").
 pub const REAPER_LOCK_KEY: i64 = 0x6a6f_6271_7265_6170;
@@ -54,6 +107,7 @@ pub struct Reaper {
     options: ReaperOptions,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
+    lease_window: std::sync::Mutex<LeaseWindow>,
 }
 
 impl Reaper {
@@ -65,6 +119,7 @@ impl Reaper {
             options,
             metrics: Arc::new(Metrics::default()),
             ready: Arc::new(AtomicBool::new(false)),
+            lease_window: std::sync::Mutex::new(LeaseWindow::default()),
         })
     }
 
@@ -158,6 +213,8 @@ impl Reaper {
         {
             Ok(row) if row.get::<_, bool>(0) => {
                 tracing::info!("reaper is the leader");
+                // Whatever expired while no one led: sweep first.
+                *self.window() = LeaseWindow::default();
                 Some(client)
             }
             Ok(_) => {
@@ -173,11 +230,34 @@ impl Reaper {
         }
     }
 
-    /// One pass: expired leases, then retention.
+    /// The lease window (a poisoned lock only means a panic elsewhere: the
+    /// window is still valid).
+    fn window(&self) -> std::sync::MutexGuard<'_, LeaseWindow> {
+        self.lease_window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One pass: expired leases (the window's, or all of them in a full
+    /// sweep), then retention.
     pub async fn reap_once(&self) {
+        let since = self.window().next_since(tokio::time::Instant::now());
+        if since.is_none() {
+            match self.queue.repair_lease_times().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    jobs = n,
+                    "repaired lease times that other writers left inconsistent"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, sqlstate = e.sqlstate().unwrap_or("-"), "repairing lease times failed")
+                }
+            }
+        }
         loop {
-            match self.queue.reap_expired().await {
-                Ok((requeued, dead)) => {
+            match self.queue.reap_expired_since(since).await {
+                Ok(reaped) => {
+                    let (requeued, dead) = (reaped.requeued, reaped.dead);
                     if requeued + dead > 0 {
                         tracing::info!(requeued, dead, "re-queued jobs whose lease expired");
                         self.metrics
@@ -187,7 +267,9 @@ impl Reaper {
                             .reaper_jobs_requeued_total
                             .inc_by(&["dead"], dead);
                     }
-                    if requeued + dead < 10_000 {
+                    if !reaped.full() {
+                        self.window()
+                            .passed(since, reaped.scanned_at, tokio::time::Instant::now());
                         break;
                     }
                 }
@@ -286,5 +368,32 @@ async fn fire_schedules(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LeaseWindow, FULL_SWEEP_INTERVAL, LEASE_WINDOW_SLACK};
+    use std::time::Duration;
+
+    /// A new window sweeps; after a sweep, passes start the slack before
+    /// the previous one began; a window pass does not postpone the hourly
+    /// sweep, and the sweep comes back after an hour.
+    #[test]
+    fn the_window_follows_the_passes_and_sweeps_hourly() {
+        let start = tokio::time::Instant::now();
+        let db_time = chrono::DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_default();
+        let slack = chrono::Duration::from_std(LEASE_WINDOW_SLACK).unwrap_or_default();
+        let mut window = LeaseWindow::default();
+        assert_eq!(window.next_since(start), None);
+        window.passed(None, db_time, start);
+        assert_eq!(window.next_since(start), Some(db_time - slack));
+        let later = db_time + chrono::Duration::seconds(60);
+        let minute = start + Duration::from_secs(60);
+        window.passed(Some(db_time - slack), later, minute);
+        assert_eq!(window.next_since(minute), Some(later - slack));
+        assert_eq!(window.next_since(start + FULL_SWEEP_INTERVAL), None);
     }
 }

@@ -337,3 +337,61 @@ async fn serial_chaos_kill9_workers_and_restart_postgres() {
     let attempts_total: i64 = db.sql("SELECT sum(attempts) FROM jobs").parse().unwrap();
     assert!(attempts_total as usize >= JOBS);
 }
+
+/// The reaper process killed with SIGKILL while it leads: its successor
+/// (a new process, as after a pod restart) takes the leadership once the
+/// server ends the dead session, and its first pass sweeps every lease,
+/// however long ago it expired (a running pass reads only the leases that
+/// expired since its previous pass), and gives a lease time to a finished
+/// row an older release left without one.
+#[tokio::test]
+async fn a_killed_reapers_successor_sweeps_every_expired_lease() {
+    let db = Db::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", db.url.clone()),
+        ("REAPER_INTERVAL_SECONDS", "0.2".into()),
+    ];
+    let running = |lease: &str| -> i64 {
+        db.sql(&format!(
+            "INSERT INTO jobs (kind, status, attempts, lease_token, lease_expires_at)
+             VALUES ('noop', 'running', 1, 7, {lease}) RETURNING id"
+        ))
+        .parse()
+        .unwrap()
+    };
+    let mut first = spawn_jobqueue("reaper", &env, &dir.path().join("first.log"));
+    let just_expired = running("now() + interval '500 milliseconds'");
+    assert!(
+        eventually(Duration::from_secs(10), || db
+            .has_status(just_expired, "queued"))
+        .await,
+        "the leader did not re-queue a lease that expired while it ran"
+    );
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let long_expired = running("now() - interval '3 hours'");
+    let old_success: i64 = db
+        .sql(
+            "INSERT INTO jobs (kind, status, attempts, finished_at)
+             VALUES ('noop', 'succeeded', 1, now() - interval '1 day') RETURNING id",
+        )
+        .parse()
+        .unwrap();
+    let mut successor = spawn_jobqueue("reaper", &env, &dir.path().join("successor.log"));
+    assert!(
+        eventually(Duration::from_secs(20), || db
+            .has_status(long_expired, "queued"))
+        .await,
+        "the successor's first pass missed a lease that expired 3 hours ago"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "id = {old_success} AND lease_expires_at = finished_at"
+        )),
+        1
+    );
+    common::sigterm(&successor);
+    let status = common::wait_exit(&mut successor, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}

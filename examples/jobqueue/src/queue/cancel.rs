@@ -17,7 +17,8 @@ impl Queue {
         let sql = format!(
             "UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now(),
                  started_at = CASE WHEN status = 'running' THEN updated_at ELSE started_at END,
-                 lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+                 lease_token = NULL, lease_expires_at = now(), locked_by = NULL,
+                 group_done = CASE WHEN group_key IS NOT NULL THEN true END
              WHERE id = $1 AND status IN ('queued', 'running')
              RETURNING {JOB_COLUMNS}"
         );

@@ -13,6 +13,12 @@
 //! statement. It returns the new versions' `ctid`, by which the fetcher
 //! later stores the jobs' successes.
 //!
+//! **Which rows.** The claim index is partial on `lease_expires_at IS
+//! NULL AND group_key IS NULL` (migration 8: no index reads `status`, so
+//! that a success is a heap-only update); the scan tests `status =
+//! 'queued'` as well, so a row that another writer left with a status
+//! its lease time disagrees with is never claimed.
+//!
 //! **Where the scan starts** ([`ClaimFrom`]). A claimed job leaves a dead
 //! entry at the head of the claim index until VACUUM removes it (every
 //! minute at best: `autovacuum_naptime`). A scan from the start of the
@@ -123,7 +129,7 @@ pub(super) fn start_sql(start: Start, queue_filter: &str, p: usize) -> (String, 
             format!(
                 "skipped AS MATERIALIZED (
     SELECT run_at, id FROM jobs
-    WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
+    WHERE lease_expires_at IS NULL AND group_key IS NULL AND status = 'queued' AND {queue_filter} AND run_at <= now()
       AND priority = ${p} AND (run_at, id) >= (${r}, ${i})
     ORDER BY priority DESC, run_at, id
     OFFSET ${s} LIMIT 1)"
@@ -186,7 +192,7 @@ SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
 WHERE j.ctid = ANY(ARRAY(
     SELECT ctid FROM jobs
-    WHERE status = 'queued' AND group_key IS NULL AND queue = $1 AND run_at <= now()
+    WHERE lease_expires_at IS NULL AND group_key IS NULL AND status = 'queued' AND queue = $1 AND run_at <= now()
       AND $1 <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues)) {from}
     ORDER BY priority DESC, run_at, id
     LIMIT $2
@@ -201,7 +207,7 @@ SET status = 'running', attempts = j.attempts + 1, lease_token = $3,
     lease_expires_at = now() + $4 * interval '1 millisecond', locked_by = $5, updated_at = now()
 WHERE j.ctid = ANY(ARRAY(
     SELECT ctid FROM jobs
-    WHERE status = 'queued' AND group_key IS NULL AND queue = ANY($1) AND run_at <= now()
+    WHERE lease_expires_at IS NULL AND group_key IS NULL AND status = 'queued' AND queue = ANY($1) AND run_at <= now()
       AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
     ORDER BY priority DESC, run_at, id
     LIMIT $2

@@ -152,7 +152,8 @@ fn build_sql(queue_filter: &str, find: Find, start: Start) -> String {
 WITH {skipped}done AS (
     UPDATE jobs AS j
     SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
-        lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+        lease_token = NULL, locked_by = NULL,
+        group_done = CASE WHEN j.group_key IS NOT NULL THEN true END
     {done}
     RETURNING j.id),
 claimed AS (
@@ -161,7 +162,7 @@ claimed AS (
         lease_expires_at = now() + $6 * interval '1 millisecond', locked_by = $7, updated_at = now()
     WHERE j.ctid = ANY(ARRAY(
         SELECT ctid FROM jobs
-        WHERE status = 'queued' AND group_key IS NULL AND {queue_filter} AND run_at <= now()
+        WHERE lease_expires_at IS NULL AND group_key IS NULL AND status = 'queued' AND {queue_filter} AND run_at <= now()
           AND {pause_filter} {from}
         ORDER BY priority DESC, run_at, id
         LIMIT {limit}

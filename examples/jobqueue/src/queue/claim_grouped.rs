@@ -35,13 +35,13 @@ pub const GROUP_LOCK_CLASS: i32 = 0x6a71_6772;
 const CANDIDATES: &str = "
 WITH RECURSIVE g(k) AS (
     SELECT (SELECT group_key FROM jobs
-            WHERE status = 'queued' AND group_key IS NOT NULL AND group_key > $2
+            WHERE group_key > $2 AND group_done IS NULL AND lease_expires_at IS NULL AND status = 'queued'
               AND queue = ANY($1) AND run_at <= now()
               AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
             ORDER BY group_key LIMIT 1)
     UNION ALL
     SELECT (SELECT group_key FROM jobs
-            WHERE status = 'queued' AND group_key IS NOT NULL AND group_key > g.k
+            WHERE group_key > g.k AND group_done IS NULL AND lease_expires_at IS NULL AND status = 'queued'
               AND queue = ANY($1) AND run_at <= now()
               AND queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
             ORDER BY group_key LIMIT 1)
@@ -57,14 +57,16 @@ const CLAIM: &str = "
 WITH grp AS (
     SELECT u.k, u.ord,
            $3::int - (SELECT count(*) FROM jobs r
-                      WHERE r.status = 'running' AND r.group_key = u.k)::int AS free
+                      WHERE r.group_key = u.k AND r.group_done IS NULL
+                        AND r.lease_expires_at IS NOT NULL AND r.status = 'running')::int AS free
     FROM unnest($1::text[]) WITH ORDINALITY AS u(k, ord)),
 picked AS (
     SELECT p.id, grp.ord,
            row_number() OVER (PARTITION BY grp.k ORDER BY p.priority DESC, p.run_at, p.id) AS rn
     FROM grp CROSS JOIN LATERAL (
         SELECT j.id, j.priority, j.run_at FROM jobs j
-        WHERE j.status = 'queued' AND j.group_key = grp.k AND j.queue = ANY($2)
+        WHERE j.group_key = grp.k AND j.group_done IS NULL AND j.lease_expires_at IS NULL
+          AND j.status = 'queued' AND j.queue = ANY($2)
           AND j.run_at <= now()
           AND j.queue <> ALL (ARRAY(SELECT queue FROM jobqueue_paused_queues))
         ORDER BY j.priority DESC, j.run_at, j.id

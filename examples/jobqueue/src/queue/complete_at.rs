@@ -27,7 +27,10 @@ use super::{Queue, QueueError, Tid};
 pub const COMPLETE_AT_SQL: &str = "
 UPDATE jobs AS j
 SET status = 'succeeded', finished_at = now(), updated_at = now(), started_at = j.updated_at,
-    lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+    lease_token = NULL, locked_by = NULL,
+    -- Out of the group index (migration 8); NULL stays NULL for an
+    -- ungrouped job, so its success stays a heap-only update.
+    group_done = CASE WHEN j.group_key IS NOT NULL THEN true END
 FROM unnest($1::bigint[], $2::bigint[], $3::tid[]) AS d(id, token, at)
 WHERE j.ctid = d.at AND j.id + 0 = d.id AND j.lease_token = d.token AND j.status || '' = 'running'
 RETURNING j.id";

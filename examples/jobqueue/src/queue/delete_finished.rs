@@ -1,6 +1,13 @@
 //! Delete finished jobs past the retention period: the reaper.
 //!
 //! In slices of 5,000 so a huge backlog never holds one long transaction.
+//! Finished jobs are found by their lease time (migration 8: the lease
+//! index holds every job that left `queued`, and a finished one keeps the
+//! lease it held, or the time it finished when it never held one), not
+//! by `finished_at`: an index on that would stop successes from being
+//! heap-only updates. A job is deleted once both its finish and its lease
+//! time are past the cutoff, so one that succeeded before its lease ran
+//! out is kept at most a lease longer.
 
 use std::time::Duration;
 
@@ -18,7 +25,8 @@ impl Queue {
                 .execute(
                     "DELETE FROM jobs WHERE id IN (
                          SELECT id FROM jobs
-                         WHERE finished_at < now() - $1 * interval '1 second'
+                         WHERE lease_expires_at < now() - $1 * interval '1 second'
+                           AND finished_at < now() - $1 * interval '1 second'
                            AND status IN ('succeeded', 'dead', 'cancelled')
                          LIMIT 5000)",
                     &[&secs],

@@ -15,7 +15,11 @@ SET status = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN 'dead' E
                   ELSE now() + d.delay_ms * interval '1 millisecond' END,
     finished_at = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN now() END,
     last_error = d.error, updated_at = now(), started_at = j.updated_at,
-    lease_token = NULL, lease_expires_at = NULL, locked_by = NULL
+    lease_token = NULL, locked_by = NULL,
+    -- A finished row keeps a lease time (migration 8): retention reads it.
+    lease_expires_at = CASE WHEN d.permanent OR j.attempts >= j.max_attempts THEN now() END,
+    group_done = CASE WHEN j.group_key IS NOT NULL AND (d.permanent OR j.attempts >= j.max_attempts)
+                      THEN true END
 FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bool[])
      AS d(id, token, error, delay_ms, permanent)
 WHERE j.id = ANY($1) AND j.id = d.id AND j.lease_token = d.token AND j.status = 'running'

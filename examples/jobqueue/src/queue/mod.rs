@@ -15,7 +15,7 @@
 //! | `set_progress.rs` | fenced progress report | handlers (`JobContext::set_progress`) |
 //! | `extend.rs` | fenced lease renewal | worker lease keeper |
 //! | `release.rs` | fenced hand-back | worker drain |
-//! | `reap_expired.rs`, `delete_finished.rs` | maintenance | reaper |
+//! | `reap_expired.rs`, `repair_lease_times.rs`, `delete_finished.rs` | maintenance | reaper |
 //! | `schedule_put.rs`, `schedule_get.rs`, `schedule_list.rs`, `schedule_delete.rs` | cron schedules (`jobqueue_schedules`) | API |
 //! | `schedule_fire.rs` | enqueue due schedules, exactly once per fire time | reaper |
 //!
@@ -63,7 +63,9 @@ mod get;
 mod list;
 mod pause;
 mod reap_expired;
+pub use reap_expired::{Reaped, REAP_BATCH};
 mod release;
+mod repair_lease_times;
 mod retry;
 mod schedule_delete;
 mod schedule_fire;

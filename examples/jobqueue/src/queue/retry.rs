@@ -11,7 +11,7 @@ impl Queue {
         let client = self.pool.get().await?;
         let sql = format!(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_at = now(), finished_at = NULL,
-                 updated_at = now()
+                 updated_at = now(), lease_expires_at = NULL, group_done = NULL
              WHERE id = $1 AND status IN ('dead', 'cancelled')
              RETURNING {JOB_COLUMNS}"
         );
