@@ -133,9 +133,11 @@ const rows = (page) =>
     })),
   );
 
+/** Opens job `id`'s detail and waits until it is rendered (the page sets
+ * data-status once the job's detail arrived), in `status` if given. */
 async function openJob(page, id, status) {
   await row(page, id).click();
-  await page.waitForSelector(`#detail[data-id="${id}"]${status ? `[data-status="${status}"]` : ""}`);
+  await page.waitForSelector(`#detail[data-id="${id}"]${status ? `[data-status="${status}"]` : "[data-status]"}`);
 }
 
 before(async () => {

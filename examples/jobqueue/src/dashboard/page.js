@@ -312,6 +312,9 @@
     state.rows.forEach(function (tr, rid) { tr.setAttribute("aria-selected", String(rid === id)); });
     var panel = $("detail");
     panel.hidden = false;
+    // data-status comes back with this job's detail (renderDetail): until
+    // then the panel shows no status of the job selected before.
+    if (panel.dataset.id !== String(id)) delete panel.dataset.status;
     panel.dataset.id = String(id);
     setText($("d-id"), "#" + id);
     if (window.matchMedia("(max-width: 900px)").matches) panel.scrollIntoView({ block: "start" });
