@@ -210,8 +210,9 @@ async fn a_claim_that_commits_after_a_pass_with_its_lease_past_is_reaped_by_the_
 /// it does not walk the history kept); a lease further back (a claim in
 /// flight for an hour, a row written by hand) waits for a full sweep,
 /// which a new leader (a restarted or killed reaper's successor) does
-/// first. The sweep also gives a lease time to rows that left `queued`
-/// without one (an older release's writes during a rolling upgrade).
+/// first. The sweep also repairs rows whose lease time or `group_done`
+/// disagrees with their status (an older release's writes during a
+/// rolling upgrade, plain SQL).
 #[tokio::test]
 async fn a_pass_reads_its_window_and_a_new_leader_sweeps_them_all() {
     let db = Db::start().await;
@@ -229,6 +230,21 @@ async fn a_pass_reads_its_window_and_a_new_leader_sweeps_them_all() {
     let just_now = row("running", "now() - interval '1 second'", "NULL");
     let no_lease = row("running", "NULL", "NULL");
     let old_success = row("succeeded", "NULL", "now() - interval '2 hours'");
+    // Plain SQL that put a job back without clearing its lease time (the
+    // claim index would never see it), and grouped rows whose group_done
+    // disagrees with their status (one finished by an older release, one
+    // put back by hand).
+    let queued_leased = row("queued", "now() + interval '1 hour'", "NULL");
+    let grouped = |status: &str, done: &str, finished: &str| -> i64 {
+        db.sql(&format!(
+            "INSERT INTO jobs (kind, status, group_key, group_done, lease_expires_at, finished_at)
+             VALUES ('noop', '{status}', 'g', {done}, now(), {finished}) RETURNING id"
+        ))
+        .parse()
+        .unwrap()
+    };
+    let grouped_finished = grouped("succeeded", "NULL", "now()");
+    let grouped_back = grouped("queued", "true", "NULL");
     first.reap_once().await;
     assert!(
         db.has_status(just_now, "queued"),
@@ -260,6 +276,37 @@ async fn a_pass_reads_its_window_and_a_new_leader_sweeps_them_all() {
     assert_eq!(
         db.count("(lease_expires_at IS NULL) <> (status = 'queued')"),
         0
+    );
+    assert_eq!(
+        db.count(&format!("id = {grouped_finished} AND group_done")),
+        1
+    );
+    assert_eq!(
+        db.count(&format!("id = {grouped_back} AND group_done IS NULL")),
+        1
+    );
+    // Both put-back jobs are claimable again, each by its own path.
+    let q = db.queue();
+    let plain = q
+        .claim(&["default".to_string()], 10, Duration::from_secs(30), "w")
+        .await
+        .unwrap();
+    let plain: BTreeSet<i64> = plain.iter().map(|j| j.id).collect();
+    assert!(plain.contains(&queued_leased), "{plain:?}");
+    let by_group = q
+        .claim_grouped(
+            &["default".to_string()],
+            10,
+            5,
+            "",
+            Duration::from_secs(30),
+            "w",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_group.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![grouped_back]
     );
 }
 
@@ -348,7 +395,7 @@ async fn retention_deletes_finished_jobs_by_their_lease_time() {
 }
 
 /// A database at migration 7 with jobs in every state upgrades to 8 in
-/// place: the generated columns follow the statuses, finished jobs get
+/// place: `group_done` is set for the finished grouped job, finished jobs get
 /// their finish time as lease time, running ones keep theirs, the new
 /// indexes are the ones the claims use, and a group's running job still
 /// counts against its limit.
