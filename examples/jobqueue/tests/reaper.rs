@@ -27,6 +27,37 @@ fn reaper(db: &Db, retention: Option<Duration>) -> Reaper {
     .unwrap()
 }
 
+/// Claims up to `limit` ungrouped jobs of queue `default` (30 s lease).
+async fn claim(q: &jobqueue::Queue, limit: usize) -> Vec<jobqueue::queue::ClaimedJob> {
+    q.claim(
+        &["default".to_string()],
+        limit,
+        Duration::from_secs(30),
+        "w",
+    )
+    .await
+    .unwrap()
+}
+
+/// Claims up to 10 grouped jobs of queue `default`, at most `group_limit`
+/// running per group; returns their ids.
+async fn claim_grouped(q: &jobqueue::Queue, group_limit: usize) -> Vec<i64> {
+    q.claim_grouped(
+        &["default".to_string()],
+        10,
+        group_limit,
+        "",
+        Duration::from_secs(30),
+        "w",
+    )
+    .await
+    .unwrap()
+    .jobs
+    .iter()
+    .map(|j| j.id)
+    .collect()
+}
+
 /// The columns an `UPDATE … SET a = …, b = … FROM` statement writes.
 fn columns_set(sql: &str) -> BTreeSet<String> {
     let sql = sql
@@ -287,27 +318,10 @@ async fn a_pass_reads_its_window_and_a_new_leader_sweeps_them_all() {
     );
     // Both put-back jobs are claimable again, each by its own path.
     let q = db.queue();
-    let plain = q
-        .claim(&["default".to_string()], 10, Duration::from_secs(30), "w")
-        .await
-        .unwrap();
+    let plain = claim(&q, 10).await;
     let plain: BTreeSet<i64> = plain.iter().map(|j| j.id).collect();
     assert!(plain.contains(&queued_leased), "{plain:?}");
-    let by_group = q
-        .claim_grouped(
-            &["default".to_string()],
-            10,
-            5,
-            "",
-            Duration::from_secs(30),
-            "w",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        by_group.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        vec![grouped_back]
-    );
+    assert_eq!(claim_grouped(&q, 5).await, vec![grouped_back]);
 }
 
 /// Retention deletes what finished before the cutoff, found by lease time:
@@ -324,10 +338,7 @@ async fn retention_deletes_finished_jobs_by_their_lease_time() {
         .enqueue_batch(&(0..5).map(|_| NewJob::new("noop")).collect::<Vec<_>>())
         .await
         .unwrap();
-    let held = q
-        .claim(&["default".to_string()], 3, Duration::from_secs(30), "w")
-        .await
-        .unwrap();
+    let held = claim(&q, 3).await;
     let (succeeded, dead, running) = (&held[0], &held[1], &held[2]);
     q.complete(&[(succeeded.id, succeeded.lease_token)])
         .await
@@ -442,26 +453,12 @@ async fn migrate_to_8_gives_finished_jobs_lease_times_and_claims_as_before() {
     );
 
     let q = db.queue();
-    let grouped = q
-        .claim_grouped(
-            &["default".to_string()],
-            10,
-            2,
-            "",
-            Duration::from_secs(30),
-            "w",
-        )
-        .await
-        .unwrap();
     assert_eq!(
-        grouped.jobs.len(),
+        claim_grouped(&q, 2).await.len(),
         1,
         "group g runs one job of its limit of 2 already"
     );
-    let plain = q
-        .claim(&["default".to_string()], 10, Duration::from_secs(30), "w")
-        .await
-        .unwrap();
+    let plain = claim(&q, 10).await;
     assert_eq!(plain.len(), 2);
     q.complete(&[(plain[0].id, plain[0].lease_token)])
         .await
