@@ -20,7 +20,9 @@
 # documented performance config (concurrency 24 + local queue 500) once a
 # round. Then, at BENCH_GROWTH_CONCURRENCY, jobqueue's rate with
 # BENCH_FINISHED_ROWS finished jobs kept and with BENCH_QUEUED_ROWS queued
-# behind, against its empty-table rate of the same round.
+# behind, against its empty-table rate of the same round (the mean of one
+# run before and one after them, so that a slow or fast spell of the
+# machine does not land on one side of the ratio only).
 #
 # Targets (ratios within one run): processing >= 1x graphile-worker at
 # concurrency 24, >= 2x at 200, >= 3x at 2048; growth >= 0.9x the empty
@@ -39,7 +41,7 @@
 # BENCH_CHUNK [1000], BENCH_LATENCY_JOBS [300], BENCH_LATENCY_INTERVAL_MS [20],
 # BENCH_CONCURRENCIES [24,200,2048], BENCH_GROWTH [1] (0 skips the growth
 # runs, ~1 min a round), BENCH_GROWTH_CONCURRENCY [200],
-# BENCH_FINISHED_ROWS [2000000], BENCH_QUEUED_ROWS [1000000], BENCH_ROUNDS [3],
+# BENCH_FINISHED_ROWS [2000000], BENCH_QUEUED_ROWS [1000000], BENCH_ROUNDS [5],
 # BENCH_PGBOSS_WORKERS [4], BENCH_PGBOSS_BATCH [5000] (pgboss.mjs says why),
 # BENCH_SKIP_PGBOSS=1 (pg-boss adds ~20 s a round; its latency is polling-bound),
 # BENCH_SKIP_BUILD=1, BENCH_FEATURES_AB=1 (then also features-ab.sh: what
@@ -51,7 +53,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 PG=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 export BENCH_JOBS=${BENCH_JOBS:-50000} BENCH_CHUNK=${BENCH_CHUNK:-1000}
 export BENCH_LATENCY_JOBS=${BENCH_LATENCY_JOBS:-300} BENCH_LATENCY_INTERVAL_MS=${BENCH_LATENCY_INTERVAL_MS:-20}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 die() { echo "bench/jobqueue: $*" >&2; exit 2; }
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "installing Node.js (Debian's nodejs and npm) for graphile-worker and pg-boss…"
@@ -147,7 +149,8 @@ for i, r in enumerate(runs.get("jobqueue", []), 1):
     g = r.get("growth") or {}
     line = "  ".join(f"c={c}: {f(v)}/s" for c, v in bc.items())
     if g:
-        line += (f"  | growth c={g['concurrency']}: empty {f(g['empty_jobs_per_s'])}, "
+        line += (f"  | growth c={g['concurrency']}: empty {f(g['empty_jobs_per_s'])} "
+                 f"({f(g.get('empty_before_jobs_per_s'))}/{f(g.get('empty_after_jobs_per_s'))}), "
                  f"{g['finished_rows']:,} finished {f(g['with_finished_jobs_per_s'])}, "
                  f"{g['queued_rows']:,} queued behind {f(g['with_queued_jobs_per_s'])} jobs/s")
     print(f"jobqueue round {i} processing: {line}")

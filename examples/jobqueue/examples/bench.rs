@@ -227,14 +227,18 @@ async fn main() -> anyhow::Result<()> {
     // 2b. How the rate holds as the table grows, at one concurrency: empty
     //     table, then with finished jobs kept (retention), then with a
     //     backlog queued behind (lower priority, so the measured jobs go
-    //     first). Each against the empty-table rate of the same run.
+    //     first), then empty again. Each against the mean of the two
+    //     empty-table rates around it: this machine has slow and fast
+    //     spells of tens of seconds, and one empty-table run a minute
+    //     before the grown ones put a spell's swing into the ratio (a
+    //     round's "queued behind" read 1.42x once, 0.80x the next).
     let mut growth = serde_json::Value::Null;
     if growth_on {
         let c = growth_c;
         reset(&admin).await?;
         admin.simple_query("CHECKPOINT").await?;
         enqueue_all(&queue, &all, chunk).await?;
-        let empty = process(&url, c, jobs_n).await?.0;
+        let empty_before = process(&url, c, jobs_n).await?.0;
         reset(&admin).await?;
         let t = Instant::now();
         admin
@@ -282,12 +286,19 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?
             .get(0);
+        reset(&admin).await?;
+        admin.simple_query("CHECKPOINT").await?;
+        enqueue_all(&queue, &all, chunk).await?;
+        let empty_after = process(&url, c, jobs_n).await?.0;
+        let empty = (empty_before + empty_after) / 2.0;
         eprintln!(
-            "    growth at concurrency {c}: empty {empty:.0}, {finished_rows} finished {with_finished:.0}, {queued_rows} queued behind {with_queued:.0} jobs/s ({measured_first} of the measured jobs had finished)"
+            "    growth at concurrency {c}: empty {empty:.0} (before {empty_before:.0}, after {empty_after:.0}), {finished_rows} finished {with_finished:.0}, {queued_rows} queued behind {with_queued:.0} jobs/s ({measured_first} of the measured jobs had finished)"
         );
         growth = serde_json::json!({
             "concurrency": c,
             "empty_jobs_per_s": empty,
+            "empty_before_jobs_per_s": empty_before,
+            "empty_after_jobs_per_s": empty_after,
             "finished_rows": finished_rows,
             "with_finished_jobs_per_s": with_finished,
             "queued_rows": queued_rows,
