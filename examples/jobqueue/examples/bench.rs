@@ -12,7 +12,8 @@
 //! set), `BENCH_GROWTH` [1] with `BENCH_GROWTH_CONCURRENCY` [200],
 //! `BENCH_FINISHED_ROWS` [2000000] and `BENCH_QUEUED_ROWS` [1000000]
 //! (processing rate with that many finished jobs kept, and with that many
-//! queued behind, against the empty table), `BENCH_HTTP_CLIENTS` [4].
+//! queued behind, against the mean of an empty-table run before and one
+//! after them), `BENCH_HTTP_CLIENTS` [4].
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
