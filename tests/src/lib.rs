@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod forward;
+pub mod scrape;
 pub mod tools;
 
 use std::net::{TcpListener, TcpStream};
