@@ -7,11 +7,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::tools;
 
 /// A child process killed (and reaped) on drop.
 pub struct Proc(pub Child);
@@ -77,8 +74,9 @@ pub fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// `promtool check metrics` on `text`: `Ok(())` or `Err(promtool's report)`.
 pub fn promtool_check(text: &str) -> Result<(), String> {
-    let promtool = which("promtool");
-    let mut child = Command::new(promtool)
+    // From Debian's `prometheus` package, on PATH (as `chart_alerts.rs`
+    // runs it).
+    let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -101,12 +99,4 @@ pub fn promtool_check(text: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ))
     }
-}
-
-fn which(name: &str) -> PathBuf {
-    let t = tools::tool(name);
-    if t.exists() {
-        return t;
-    }
-    PathBuf::from(format!("/usr/bin/{name}"))
 }
